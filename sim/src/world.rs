@@ -1,0 +1,986 @@
+//! The world of one run: the madsim runtime, the simulated processes, the
+//! chooser, the trace, the disks, and the run's phase.
+//!
+//! Model: [`run`] builds a runtime from the seed, makes the world current on
+//! the calling thread (madsim runs every task of a runtime on the thread
+//! that calls `block_on`), and runs the scenario's supervisor future with a
+//! [`Sim`] handle. Processes are madsim nodes whose init re-runs on every
+//! restart, with a fresh [`ProcessCtx`] (new incarnation): that is where a
+//! system runs its recovery. Crashes follow the order madsim needs: the disk
+//! is power-failed (or its handles invalidated) first, then the node is
+//! killed, so writes issued by dying tasks from the old incarnation are
+//! refused instead of landing after the crash.
+//!
+//! All world state sits behind one mutex. It is never contended (one
+//! thread) and never held across an `.await`.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use madsim::runtime::{Handle, Runtime};
+use madsim::task::NodeId;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{self, SimTime};
+use crate::disk::{Disk, DiskConfig, DiskState};
+use crate::profile::FaultConfig;
+use crate::tape::{Chooser, Site, Tape};
+use crate::trace::{EventKind, Phase, StopReason, Trace, TraceDigest, TraceEvent, TraceMode};
+
+/// Index of a simulated process within its run (0, 1, 2, … in creation order).
+pub type ProcessId = u32;
+
+/// Everything that determines a run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The seed: drives madsim's scheduler and, unless a tape is given, the
+    /// fault chooser.
+    pub seed: u64,
+    /// Resolved fault configuration.
+    pub faults: FaultConfig,
+    /// Replay this tape instead of drawing fresh decisions.
+    pub tape: Option<Tape>,
+    /// Keep every trace event, or only the digest.
+    pub trace: TraceMode,
+    /// Disk geometry, capacity and latencies.
+    pub disk: DiskConfig,
+    /// Simulated-time limit: a run still going at this time fails as a hang.
+    pub time_limit: Duration,
+}
+
+impl RunConfig {
+    /// A fault-free run of `seed` with default settings.
+    pub fn new(seed: u64) -> RunConfig {
+        RunConfig {
+            seed,
+            faults: FaultConfig::none(),
+            tape: None,
+            trace: TraceMode::DigestOnly,
+            disk: DiskConfig::default(),
+            time_limit: Duration::from_secs(3600),
+        }
+    }
+
+    /// With this fault configuration.
+    pub fn faults(mut self, faults: FaultConfig) -> RunConfig {
+        self.faults = faults;
+        self
+    }
+
+    /// Replaying this tape.
+    pub fn tape(mut self, tape: Tape) -> RunConfig {
+        self.tape = Some(tape);
+        self
+    }
+
+    /// With this trace mode.
+    pub fn trace(mut self, mode: TraceMode) -> RunConfig {
+        self.trace = mode;
+        self
+    }
+
+    /// With this disk configuration.
+    pub fn disk(mut self, disk: DiskConfig) -> RunConfig {
+        self.disk = disk;
+        self
+    }
+}
+
+/// Counters of one run, for reports and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStats {
+    /// Disk operations completed.
+    pub disk_ops: u64,
+    /// Messages handed to the network.
+    pub messages: u64,
+    /// Decisions drawn by the chooser.
+    pub decisions: u64,
+    /// Trace events emitted.
+    pub events: u64,
+    /// Process starts (first starts and restarts).
+    pub process_starts: u64,
+    /// Faults injected, per kind.
+    pub faults_by_kind: BTreeMap<String, u64>,
+    /// Simulated time at the end of the run, ns.
+    pub sim_nanos: u64,
+}
+
+impl RunStats {
+    /// Total faults injected.
+    pub fn faults(&self) -> u64 {
+        self.faults_by_kind.values().sum()
+    }
+}
+
+/// Why a run did not finish normally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "class", content = "message", rename_all = "snake_case")]
+pub enum RunFailure {
+    /// Every task blocked forever (madsim found no event to advance to).
+    Deadlock(String),
+    /// Simulated time passed the run's limit.
+    TimeLimit(String),
+    /// Code in the run panicked.
+    Panic(String),
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunFailure::Deadlock(m) => write!(f, "deadlock: {m}"),
+            RunFailure::TimeLimit(m) => write!(f, "simulated time limit: {m}"),
+            RunFailure::Panic(m) => write!(f, "panic: {m}"),
+        }
+    }
+}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct RunOutcome<T> {
+    /// What the supervisor future returned, or why the run broke down.
+    pub result: Result<T, RunFailure>,
+    /// Digest of the whole trace.
+    pub digest: TraceDigest,
+    /// The tape of every decision drawn.
+    pub tape: Tape,
+    /// The trace events, in `TraceMode::Full`.
+    pub events: Option<Vec<TraceEvent>>,
+    /// Counters.
+    pub stats: RunStats,
+}
+
+/// Status of a simulated process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Running,
+    Paused,
+    Crashed,
+    Exited,
+}
+
+pub(crate) struct Process {
+    pub name: &'static str,
+    pub node: Option<NodeId>,
+    pub incarnation: u32,
+    pub status: Status,
+    /// Bumped by every crash, so a delayed restart only fires for the
+    /// crash that scheduled it.
+    pub crash_epoch: u64,
+    pub skew_nanos: i64,
+}
+
+/// The mutable state of a run.
+pub(crate) struct State {
+    pub chooser: Chooser,
+    pub trace: Trace,
+    pub phase: Phase,
+    pub faults: FaultConfig,
+    pub disk_config: DiskConfig,
+    pub processes: Vec<Process>,
+    pub disks: Vec<DiskState>,
+    pub nodes: BTreeMap<NodeId, ProcessId>,
+    /// Directed links (from, to) that drop every message.
+    pub blocked: BTreeSet<(ProcessId, ProcessId)>,
+    pub stats: RunStats,
+    /// Time of the latest trace event.
+    pub last_event_time: SimTime,
+    /// Time the supervisor finished (zero if it did not).
+    pub end_time: SimTime,
+}
+
+impl State {
+    /// Append an event to the trace, stamped with the current simulated time.
+    pub fn emit(&mut self, process: Option<ProcessId>, kind: EventKind) {
+        let time = clock::try_now().unwrap_or(SimTime::ZERO);
+        self.last_event_time = time;
+        self.trace.push(TraceEvent {
+            time,
+            process,
+            kind,
+        });
+    }
+
+    /// Record that the draw just made at `site` injected a fault.
+    pub fn fault_fired(
+        &mut self,
+        process: Option<ProcessId>,
+        site: &Site,
+        value: u64,
+        detail: String,
+    ) {
+        let index = self.chooser.next_index(site).saturating_sub(1);
+        self.emit(
+            process,
+            EventKind::Fault {
+                site: site.name.into(),
+                kind: site.fault_kind().unwrap_or("value").into(),
+                index,
+                value,
+                detail,
+            },
+        );
+    }
+
+    /// The process a madsim node belongs to (`None` for the supervisor).
+    pub fn process_of(&self, node: NodeId) -> Option<ProcessId> {
+        self.nodes.get(&node).copied()
+    }
+
+    pub fn process(&self, id: ProcessId) -> &Process {
+        &self.processes[id as usize]
+    }
+
+    pub fn process_mut(&mut self, id: ProcessId) -> &mut Process {
+        &mut self.processes[id as usize]
+    }
+
+    /// True when a handle from `incarnation` of `id` may still act.
+    pub fn is_live(&self, id: ProcessId, incarnation: u32) -> bool {
+        self.processes.get(id as usize).is_some_and(|p| {
+            p.incarnation == incarnation && matches!(p.status, Status::Running | Status::Paused)
+        })
+    }
+}
+
+pub(crate) type Shared = Arc<Mutex<State>>;
+
+pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    // A panic while the lock was held already fails the run; the state is
+    // still the best record of what happened, so keep using it.
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Shared>> = const { RefCell::new(None) };
+}
+
+/// Run `f` on the current run's state, or return `None` outside a run.
+pub(crate) fn try_with_state<R>(f: impl FnOnce(&mut State) -> R) -> Option<R> {
+    let shared = CURRENT.with(|c| c.borrow().clone())?;
+    let mut state = lock(&shared);
+    Some(f(&mut state))
+}
+
+/// The simulated process the calling task belongs to, if any.
+pub fn current_process() -> Option<ProcessId> {
+    let node = madsim::plugin::node();
+    try_with_state(|s| s.process_of(node)).flatten()
+}
+
+pub(crate) fn current_skew_nanos() -> i64 {
+    let node = madsim::plugin::node();
+    try_with_state(|s| {
+        s.process_of(node)
+            .map_or(0, |p| s.processes[p as usize].skew_nanos)
+    })
+    .unwrap_or(0)
+}
+
+/// BUGGIFY: should the system inject an application-level fault at `site`
+/// now? Only during the fault phase, at the rate the run's profile gives
+/// the site's fault kind; always `false` outside a run. Every call made in
+/// the fault phase is a decision on the tape.
+pub fn buggify(site: &Site) -> bool {
+    buggify_with(site, String::new)
+}
+
+/// [`buggify`], with a description of what the fault does for the trace.
+pub fn buggify_with(site: &Site, detail: impl FnOnce() -> String) -> bool {
+    let process = current_process();
+    try_with_state(|s| {
+        if s.phase != Phase::Fault {
+            return false;
+        }
+        let rate = site.fault_kind().map_or(0.0, |kind| s.faults.app.rate(kind));
+        let hit = s.chooser.chance(site, rate);
+        if hit {
+            let detail = detail();
+            s.fault_fired(process, site, 1, detail);
+        }
+        hit
+    })
+    .unwrap_or(false)
+}
+
+/// Draw an application-level value in `lo..=hi` at `site` (for example how
+/// long a slow repair takes); `lo` outside a run.
+pub fn choose_between(site: &Site, lo: u64, hi: u64) -> u64 {
+    try_with_state(|s| s.chooser.between(site, lo, hi)).unwrap_or(lo)
+}
+
+/// Record an application-level event in the trace (no-op outside a run).
+pub fn trace_app(name: &'static str, values: &[u64]) {
+    let process = current_process();
+    try_with_state(|s| {
+        s.emit(
+            process,
+            EventKind::App {
+                name: name.into(),
+                values: values.to_vec(),
+            },
+        );
+    });
+}
+
+/// The current phase of the run (`None` outside a run).
+pub fn current_phase() -> Option<Phase> {
+    try_with_state(|s| s.phase)
+}
+
+/// What a process gets each time it (re)starts.
+#[derive(Clone)]
+pub struct ProcessCtx {
+    id: ProcessId,
+    incarnation: u32,
+    shared: Shared,
+}
+
+impl ProcessCtx {
+    /// This process's id.
+    pub fn id(&self) -> ProcessId {
+        self.id
+    }
+
+    /// 1 for the first start, then +1 per restart.
+    pub fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    /// This machine's disk, as seen by this incarnation.
+    pub fn disk(&self) -> Disk {
+        Disk::new(self.shared.clone(), self.id, self.incarnation)
+    }
+
+    /// Record an application event in the trace.
+    pub fn trace(&self, name: &'static str, values: &[u64]) {
+        let mut s = lock(&self.shared);
+        s.emit(
+            Some(self.id),
+            EventKind::App {
+                name: name.into(),
+                values: values.to_vec(),
+            },
+        );
+    }
+}
+
+/// The supervisor's handle on a run: create processes, inject and heal
+/// faults, move through the phases.
+#[derive(Clone)]
+pub struct Sim {
+    shared: Shared,
+    handle: Handle,
+}
+
+/// Scheduler tick: how often the fault scheduler considers each fault.
+const TICK: Duration = Duration::from_millis(10);
+
+/// The scheduler's fault sites.
+pub mod sites {
+    use crate::tape::Site;
+    /// Crash a process (value encodes power loss and restart delay).
+    pub const CRASH: Site = Site::fault("sched.crash", "crash");
+    /// Pause a process (value encodes the pause length).
+    pub const PAUSE: Site = Site::fault("sched.pause", "pause");
+    /// Make a process's clock jump (value encodes size and sign).
+    pub const CLOCK_JUMP: Site = Site::fault("sched.clock_jump", "clock-jump");
+    /// Start a partition (value encodes shape, ends and length).
+    pub const PARTITION: Site = Site::fault("sched.partition", "partition");
+}
+
+impl Sim {
+    /// Create a simulated process running `init` now and again on every
+    /// restart. Its disk starts empty.
+    pub fn spawn_process<F, Fut>(&self, name: &'static str, init: F) -> ProcessId
+    where
+        F: Fn(ProcessCtx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let id = {
+            let mut s = lock(&self.shared);
+            let id = s.processes.len() as ProcessId;
+            s.processes.push(Process {
+                name,
+                node: None,
+                incarnation: 0,
+                status: Status::Crashed,
+                crash_epoch: 0,
+                skew_nanos: 0,
+            });
+            let disk = DiskState::new(s.disk_config.clone());
+            s.disks.push(disk);
+            id
+        };
+        let shared = self.shared.clone();
+        let node = self
+            .handle
+            .create_node()
+            .name(name)
+            .init(move || {
+                let ctx = {
+                    let mut s = lock(&shared);
+                    let p = s.process_mut(id);
+                    p.incarnation += 1;
+                    p.status = Status::Running;
+                    let incarnation = p.incarnation;
+                    s.stats.process_starts += 1;
+                    s.emit(
+                        Some(id),
+                        EventKind::ProcessStart {
+                            name: name.into(),
+                            incarnation,
+                        },
+                    );
+                    ProcessCtx {
+                        id,
+                        incarnation,
+                        shared: shared.clone(),
+                    }
+                };
+                let incarnation = ctx.incarnation;
+                let main = init(ctx);
+                let shared = shared.clone();
+                async move {
+                    main.await;
+                    let mut s = lock(&shared);
+                    if s.is_live(id, incarnation) {
+                        s.process_mut(id).status = Status::Exited;
+                        s.emit(
+                            Some(id),
+                            EventKind::ProcessStop {
+                                reason: StopReason::Exited,
+                            },
+                        );
+                    }
+                }
+            })
+            .build();
+        let mut s = lock(&self.shared);
+        s.process_mut(id).node = Some(node.id());
+        s.nodes.insert(node.id(), id);
+        id
+    }
+
+    /// Crash process `id`: with `power_loss`, its machine loses power and
+    /// unsynced disk state goes through the crash model; without, only the
+    /// process dies and the page cache survives. A crashed process stays
+    /// down until [`Sim::restart`].
+    pub fn crash(&self, id: ProcessId, power_loss: bool) {
+        let node = {
+            let mut s = lock(&self.shared);
+            let Some(p) = s.processes.get_mut(id as usize) else {
+                return;
+            };
+            if p.status == Status::Crashed {
+                return;
+            }
+            p.status = Status::Crashed;
+            p.crash_epoch += 1;
+            let node = p.node;
+            if power_loss {
+                crate::disk::power_fail(&mut s, id);
+            }
+            let reason = if power_loss {
+                StopReason::MachineCrash
+            } else {
+                StopReason::ProcessCrash
+            };
+            s.emit(Some(id), EventKind::ProcessStop { reason });
+            node
+        };
+        if let Some(node) = node {
+            self.handle.kill(node);
+        }
+    }
+
+    /// Restart a crashed or exited process (runs its init: recovery).
+    pub fn restart(&self, id: ProcessId) {
+        let node = {
+            let s = lock(&self.shared);
+            match s.processes.get(id as usize) {
+                Some(p) if matches!(p.status, Status::Crashed | Status::Exited) => p.node,
+                _ => None,
+            }
+        };
+        if let Some(node) = node {
+            self.handle.restart(node);
+        }
+    }
+
+    /// Pause a running process (a long stall: its tasks stop being polled).
+    pub fn pause(&self, id: ProcessId) {
+        let node = {
+            let mut s = lock(&self.shared);
+            match s.processes.get_mut(id as usize) {
+                Some(p) if p.status == Status::Running => {
+                    p.status = Status::Paused;
+                    let node = p.node;
+                    s.emit(Some(id), EventKind::ProcessPause);
+                    node
+                }
+                _ => None,
+            }
+        };
+        if let Some(node) = node {
+            self.handle.pause(node);
+        }
+    }
+
+    /// Resume a paused process.
+    pub fn resume(&self, id: ProcessId) {
+        let node = {
+            let mut s = lock(&self.shared);
+            match s.processes.get_mut(id as usize) {
+                Some(p) if p.status == Status::Paused => {
+                    p.status = Status::Running;
+                    let node = p.node;
+                    s.emit(Some(id), EventKind::ProcessResume);
+                    node
+                }
+                _ => None,
+            }
+        };
+        if let Some(node) = node {
+            self.handle.resume(node);
+        }
+    }
+
+    /// Block (or unblock) messages from `from` to `to`.
+    pub fn set_link(&self, from: ProcessId, to: ProcessId, blocked: bool) {
+        let mut s = lock(&self.shared);
+        let changed = if blocked {
+            s.blocked.insert((from, to))
+        } else {
+            s.blocked.remove(&(from, to))
+        };
+        if changed {
+            s.emit(None, EventKind::NetPartition { from, to, blocked });
+        }
+    }
+
+    /// Cut `id` off from every other process, in both directions.
+    pub fn isolate(&self, id: ProcessId) {
+        for other in 0..self.process_count() {
+            if other != id {
+                self.set_link(id, other, true);
+                self.set_link(other, id, true);
+            }
+        }
+    }
+
+    /// Heal every partition.
+    pub fn heal_network(&self) {
+        let links: Vec<(ProcessId, ProcessId)> =
+            lock(&self.shared).blocked.iter().copied().collect();
+        for (from, to) in links {
+            self.set_link(from, to, false);
+        }
+    }
+
+    /// Number of processes created so far.
+    pub fn process_count(&self) -> ProcessId {
+        lock(&self.shared).processes.len() as ProcessId
+    }
+
+    /// True while `id` runs (not crashed, paused or exited).
+    pub fn is_running(&self, id: ProcessId) -> bool {
+        lock(&self.shared)
+            .processes
+            .get(id as usize)
+            .is_some_and(|p| p.status == Status::Running)
+    }
+
+    /// True once `id`'s main future returned (and it was not restarted).
+    pub fn has_exited(&self, id: ProcessId) -> bool {
+        lock(&self.shared)
+            .processes
+            .get(id as usize)
+            .is_some_and(|p| p.status == Status::Exited)
+    }
+
+    /// Incarnation of `id` (0 before its first start).
+    pub fn incarnation(&self, id: ProcessId) -> u32 {
+        lock(&self.shared)
+            .processes
+            .get(id as usize)
+            .map_or(0, |p| p.incarnation)
+    }
+
+    /// Enter `phase`, recording it in the trace.
+    pub fn set_phase(&self, phase: Phase) {
+        let mut s = lock(&self.shared);
+        s.phase = phase;
+        s.emit(None, EventKind::Phase { phase });
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        lock(&self.shared).phase
+    }
+
+    /// The run's resolved fault configuration.
+    pub fn faults(&self) -> FaultConfig {
+        lock(&self.shared).faults.clone()
+    }
+
+    /// Record an application event from the supervisor.
+    pub fn trace(&self, name: &'static str, values: &[u64]) {
+        lock(&self.shared).emit(
+            None,
+            EventKind::App {
+                name: name.into(),
+                values: values.to_vec(),
+            },
+        );
+    }
+
+    /// Start the fault phase: a scheduler task crashes, pauses, partitions
+    /// and skews the `targets` (partitions involve every process) until the
+    /// phase changes.
+    pub fn start_faults(&self, targets: &[ProcessId]) {
+        self.set_phase(Phase::Fault);
+        let sim = self.clone();
+        let targets = targets.to_vec();
+        madsim::task::spawn(async move { sim.schedule_faults(targets).await });
+    }
+
+    async fn schedule_faults(self, targets: Vec<ProcessId>) {
+        loop {
+            madsim::time::sleep(TICK).await;
+            if self.phase() != Phase::Fault {
+                return;
+            }
+            for &id in &targets {
+                self.maybe_crash(id);
+                self.maybe_pause(id);
+                self.maybe_jump_clock(id);
+            }
+            self.maybe_partition();
+        }
+    }
+
+    /// Per-tick probability of an event that happens `per_s` times a second.
+    fn per_tick(per_s: f64) -> f64 {
+        (per_s * TICK.as_secs_f64()).clamp(0.0, 1.0)
+    }
+
+    fn maybe_crash(&self, id: ProcessId) {
+        let decision = {
+            let mut s = lock(&self.shared);
+            let running = s.process(id).status == Status::Running;
+            let c = s.faults.crash.clone();
+            let p = Self::per_tick(c.crash_per_s);
+            let span = c.restart_delay_ms;
+            // Value: 1 + 2·(delay − lo) + power_loss. Drawn even while the
+            // process is down (forced to 0) to keep the stream aligned.
+            let bound = if running { u64::MAX } else { 1 };
+            let v = s.chooser.draw(&sites::CRASH, bound, |rng| {
+                use rand::Rng;
+                if rng.gen::<f64>() >= p {
+                    return 0;
+                }
+                let delay = rng.gen_range(span.lo..=span.hi) - span.lo;
+                let power = u64::from(rng.gen::<f64>() < c.power_loss_fraction);
+                1 + 2 * delay + power
+            });
+            (v != 0).then(|| {
+                let power_loss = (v - 1) % 2 == 1;
+                let delay_ms = span.lo + ((v - 1) / 2) % (span.hi - span.lo + 1);
+                let what = if power_loss {
+                    "machine crash (power loss)"
+                } else {
+                    "process crash"
+                };
+                let detail = format!(
+                    "{what} of {}, restart after {delay_ms} ms",
+                    s.process(id).name
+                );
+                s.fault_fired(Some(id), &sites::CRASH, v, detail);
+                (power_loss, delay_ms)
+            })
+        };
+        let Some((power_loss, delay_ms)) = decision else {
+            return;
+        };
+        self.crash(id, power_loss);
+        let epoch = lock(&self.shared).process(id).crash_epoch;
+        let sim = self.clone();
+        madsim::task::spawn(async move {
+            madsim::time::sleep(Duration::from_millis(delay_ms)).await;
+            let still_down = {
+                let s = lock(&sim.shared);
+                let p = s.process(id);
+                p.status == Status::Crashed && p.crash_epoch == epoch
+            };
+            if still_down {
+                sim.restart(id);
+            }
+        });
+    }
+
+    fn maybe_pause(&self, id: ProcessId) {
+        let pause_ms = {
+            let mut s = lock(&self.shared);
+            let running = s.process(id).status == Status::Running;
+            let c = s.faults.crash.clone();
+            let p = Self::per_tick(c.pause_per_s);
+            let span = c.pause_ms;
+            let bound = if running { u64::MAX } else { 1 };
+            let v = s.chooser.draw(&sites::PAUSE, bound, |rng| {
+                use rand::Rng;
+                if rng.gen::<f64>() >= p {
+                    return 0;
+                }
+                1 + rng.gen_range(span.lo..=span.hi) - span.lo
+            });
+            (v != 0).then(|| {
+                let ms = span.lo + (v - 1) % (span.hi - span.lo + 1);
+                let detail = format!("pause {} for {ms} ms", s.process(id).name);
+                s.fault_fired(Some(id), &sites::PAUSE, v, detail);
+                ms
+            })
+        };
+        let Some(ms) = pause_ms else { return };
+        self.pause(id);
+        let sim = self.clone();
+        madsim::task::spawn(async move {
+            madsim::time::sleep(Duration::from_millis(ms)).await;
+            sim.resume(id);
+        });
+    }
+
+    fn maybe_jump_clock(&self, id: ProcessId) {
+        let mut s = lock(&self.shared);
+        let c = s.faults.crash.clone();
+        let p = Self::per_tick(c.clock_jump_per_s);
+        let max = c.clock_jump_ms_max.max(1);
+        // Value: 1 + 2·ms + negative.
+        let v = s.chooser.draw(&sites::CLOCK_JUMP, u64::MAX, |rng| {
+            use rand::Rng;
+            if rng.gen::<f64>() >= p {
+                return 0;
+            }
+            1 + 2 * rng.gen_range(1..=max) + u64::from(rng.gen_bool(0.5))
+        });
+        if v == 0 {
+            return;
+        }
+        let ms = ((v - 1) / 2) % (max + 1);
+        let negative = (v - 1) % 2 == 1;
+        let delta = i64::try_from(ms * 1_000_000).unwrap_or(i64::MAX);
+        let delta = if negative { -delta } else { delta };
+        let p = s.process_mut(id);
+        p.skew_nanos = p.skew_nanos.saturating_add(delta);
+        let detail = format!("clock of {} jumps {delta:+} ns", p.name);
+        s.fault_fired(Some(id), &sites::CLOCK_JUMP, v, detail);
+    }
+
+    fn maybe_partition(&self) {
+        let plan = {
+            let mut s = lock(&self.shared);
+            let n = s.processes.len() as u64;
+            let c = s.faults.net.clone();
+            let p = Self::per_tick(c.partition_per_s);
+            let span = c.partition_ms;
+            let width = span.hi - span.lo + 1;
+            // Value: 1 + ((length·3 + shape)·n + a)·n + b.
+            let bound = if n >= 2 { u64::MAX } else { 1 };
+            let v = s.chooser.draw(&sites::PARTITION, bound, |rng| {
+                use rand::Rng;
+                if rng.gen::<f64>() >= p {
+                    return 0;
+                }
+                let length = rng.gen_range(0..width);
+                let shape = rng.gen_range(0..3);
+                let a = rng.gen_range(0..n);
+                let b = rng.gen_range(0..n);
+                1 + ((length * 3 + shape) * n + a) * n + b
+            });
+            (v != 0).then(|| {
+                let mut rest = v - 1;
+                let b = (rest % n) as ProcessId;
+                rest /= n;
+                let a = (rest % n) as ProcessId;
+                rest /= n;
+                let shape = rest % 3;
+                let ms = span.lo + (rest / 3) % width;
+                let a_name = s.process(a).name;
+                let detail = match shape {
+                    0 => format!("isolate {a_name} for {ms} ms"),
+                    1 => format!("drop all messages to {a_name} for {ms} ms"),
+                    _ => format!(
+                        "drop messages {a_name} -> {} for {ms} ms",
+                        s.process(b).name
+                    ),
+                };
+                s.fault_fired(Some(a), &sites::PARTITION, v, detail);
+                (shape, a, b, ms, n as ProcessId)
+            })
+        };
+        let Some((shape, a, b, ms, n)) = plan else {
+            return;
+        };
+        let mut links = Vec::new();
+        for other in (0..n).filter(|&o| o != a) {
+            match shape {
+                0 => links.extend([(a, other), (other, a)]),
+                1 => links.push((other, a)),
+                _ => {}
+            }
+        }
+        if shape == 2 && a != b {
+            links.push((a, b));
+        }
+        for &(from, to) in &links {
+            self.set_link(from, to, true);
+        }
+        let sim = self.clone();
+        madsim::task::spawn(async move {
+            madsim::time::sleep(Duration::from_millis(ms)).await;
+            for (from, to) in links {
+                sim.set_link(from, to, false);
+            }
+        });
+    }
+
+    /// Enter the heal phase: the scheduler stops, partitions heal, paused
+    /// processes resume and crashed ones restart.
+    pub fn heal(&self) {
+        self.set_phase(Phase::Heal);
+        self.heal_network();
+        for id in 0..self.process_count() {
+            self.resume(id);
+            let crashed = lock(&self.shared).process(id).status == Status::Crashed;
+            if crashed {
+                self.restart(id);
+            }
+        }
+    }
+
+    /// Enter the final-crash phase: every target loses power at once and
+    /// then restarts (running recovery).
+    pub fn final_crash(&self, targets: &[ProcessId]) {
+        self.set_phase(Phase::FinalCrash);
+        for &id in targets {
+            self.crash(id, true);
+        }
+        for &id in targets {
+            self.restart(id);
+        }
+    }
+
+    /// Sleep for `d` of simulated time.
+    pub async fn sleep(&self, d: Duration) {
+        madsim::time::sleep(d).await;
+    }
+
+    /// Simulated time now.
+    pub fn now(&self) -> SimTime {
+        clock::now()
+    }
+}
+
+/// Run one simulation: build the world from `config`, run `main` as the
+/// supervisor, and return what it produced with the run's digest, tape,
+/// trace and counters. Panics, deadlocks and time-limit hangs inside the
+/// run are caught and returned as [`RunFailure`]s.
+pub fn run<T, F, Fut>(config: RunConfig, main: F) -> RunOutcome<T>
+where
+    F: FnOnce(Sim) -> Fut,
+    Fut: Future<Output = T>,
+{
+    let chooser = match &config.tape {
+        Some(tape) => Chooser::replay(tape.clone()),
+        None => Chooser::random(config.seed),
+    };
+    let state = State {
+        chooser,
+        trace: Trace::new(config.trace),
+        phase: Phase::Fault,
+        faults: config.faults.clone(),
+        disk_config: config.disk.clone(),
+        processes: Vec::new(),
+        disks: Vec::new(),
+        nodes: BTreeMap::new(),
+        blocked: BTreeSet::new(),
+        stats: RunStats::default(),
+        last_event_time: SimTime::ZERO,
+        end_time: SimTime::ZERO,
+    };
+    let shared: Shared = Arc::new(Mutex::new(state));
+    let previous = CURRENT.with(|c| c.borrow_mut().replace(shared.clone()));
+
+    let mut runtime = Runtime::with_seed_and_config(config.seed, madsim::Config::default());
+    runtime.set_time_limit(config.time_limit);
+    let sim = Sim {
+        shared: shared.clone(),
+        handle: runtime.handle().clone(),
+    };
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        runtime.block_on(async move {
+            let out = main(sim.clone()).await;
+            sim.set_phase(Phase::Done);
+            lock(&sim.shared).end_time = clock::now();
+            out
+        })
+    }))
+    .map_err(|payload| classify_panic(payload.as_ref()));
+    shut_down(runtime, &shared);
+    CURRENT.with(|c| *c.borrow_mut() = previous);
+
+    let mut s = lock(&shared);
+    let mut stats = std::mem::take(&mut s.stats);
+    stats.decisions = s.chooser.decisions();
+    stats.events = s.trace.count();
+    // After a panic the end time was never stamped: the last event's time
+    // is the best reading left.
+    stats.sim_nanos = s.end_time.max(s.last_event_time).as_nanos();
+    stats.faults_by_kind = s
+        .chooser
+        .faults_by_kind()
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    RunOutcome {
+        result,
+        digest: s.trace.digest(),
+        tape: s.chooser.tape(),
+        events: s.trace.take_events(),
+        stats,
+    }
+}
+
+/// Kill every node and let the runtime drop their tasks, so a dropped
+/// runtime does not leak them (madsim leaks tasks still pending at drop).
+fn shut_down(runtime: Runtime, shared: &Shared) {
+    let nodes: Vec<NodeId> = lock(shared).nodes.keys().copied().collect();
+    let handle = runtime.handle().clone();
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        for node in nodes {
+            handle.kill(node);
+        }
+        runtime.block_on(async {});
+    }));
+    // Dropping the runtime drops what is left; a panic there must not
+    // escape into the caller.
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(runtime)));
+}
+
+fn classify_panic(payload: &(dyn std::any::Any + Send)) -> RunFailure {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string());
+    if message.contains("no events, all tasks will block forever") {
+        RunFailure::Deadlock(message)
+    } else if message.contains("time limit exceeded") {
+        RunFailure::TimeLimit(message)
+    } else {
+        RunFailure::Panic(message)
+    }
+}
