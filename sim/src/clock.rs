@@ -77,8 +77,7 @@ pub fn now() -> SimTime {
 
 /// Simulated time now, or `None` outside a run.
 pub fn try_now() -> Option<SimTime> {
-    madsim::time::TimeHandle::try_current()
-        .map(|handle| SimTime(duration_nanos(handle.elapsed())))
+    madsim::time::TimeHandle::try_current().map(|handle| SimTime(duration_nanos(handle.elapsed())))
 }
 
 /// The current process's reading of wall-clock time: simulated time plus

@@ -31,6 +31,7 @@ pub mod clock;
 pub mod disk;
 pub mod net;
 pub mod profile;
+pub mod selftest;
 pub mod tape;
 pub mod trace;
 pub mod world;

@@ -99,7 +99,10 @@ impl FromStr for Profile {
             .find(|p| p.name() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
-                format!("unknown profile `{s}` (expected one of: {})", names.join(", "))
+                format!(
+                    "unknown profile `{s}` (expected one of: {})",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -196,6 +199,10 @@ pub struct DiskFaults {
     /// Whether a machine crash may lose or tear unsynced data. When false
     /// every unsynced write survives a crash (the benign outcome).
     pub tear_unsynced: bool,
+    /// Whether a torn sector may also tear inside itself (new prefix then
+    /// old bytes, zeros, or garbage). When false, every unsynced sector
+    /// comes back whole: all new or all old.
+    pub tear_within_sector: bool,
     /// Fraction of machine crashes that keep every unsynced write anyway.
     pub crash_keep_all_fraction: f64,
     /// Whether a rename may be non-atomic across a crash (pessimistic mode).
@@ -224,6 +231,7 @@ impl Default for DiskFaults {
     fn default() -> Self {
         DiskFaults {
             tear_unsynced: false,
+            tear_within_sector: false,
             crash_keep_all_fraction: 0.1,
             non_atomic_rename: false,
             fsync_eio: 0.0,
@@ -297,6 +305,7 @@ impl FaultConfig {
     /// EIO, ENOSPC) at `scale` × the reference rates.
     pub fn with_disk(mut self, scale: f64) -> FaultConfig {
         self.disk.tear_unsynced = true;
+        self.disk.tear_within_sector = true;
         self.disk.fsync_eio = 0.02 * scale;
         self.disk.enospc = 0.002 * scale;
         // Torn writes only show after power loss: make sure some happen.
@@ -359,7 +368,10 @@ impl FaultConfig {
             ("net.loss", self.net.loss),
             ("net.duplicate", self.net.duplicate),
             ("net.reorder", self.net.reorder),
-            ("disk.crash_keep_all_fraction", self.disk.crash_keep_all_fraction),
+            (
+                "disk.crash_keep_all_fraction",
+                self.disk.crash_keep_all_fraction,
+            ),
             ("disk.fsync_eio", self.disk.fsync_eio),
             ("disk.enospc", self.disk.enospc),
             ("disk.latent_sector_error", self.disk.latent_sector_error),

@@ -485,7 +485,11 @@ mod tests {
         }
         let tape = chooser.tape();
         let faults = tape.faults();
-        assert!(faults.len() > 10, "expected many faults, got {}", faults.len());
+        assert!(
+            faults.len() > 10,
+            "expected many faults, got {}",
+            faults.len()
+        );
         let edited = tape.without(&faults[..1]);
         assert_eq!(edited.fault_count(), faults.len() - 1);
         assert_eq!(edited.get("test.drop", faults[0].index as usize), 0);

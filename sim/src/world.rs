@@ -251,7 +251,9 @@ pub(crate) type Shared = Arc<Mutex<State>>;
 pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
     // A panic while the lock was held already fails the run; the state is
     // still the best record of what happened, so keep using it.
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 thread_local! {
@@ -295,7 +297,9 @@ pub fn buggify_with(site: &Site, detail: impl FnOnce() -> String) -> bool {
         if s.phase != Phase::Fault {
             return false;
         }
-        let rate = site.fault_kind().map_or(0.0, |kind| s.faults.app.rate(kind));
+        let rate = site
+            .fault_kind()
+            .map_or(0.0, |kind| s.faults.app.rate(kind));
         let hit = s.chooser.chance(site, rate);
         if hit {
             let detail = detail();
@@ -579,6 +583,17 @@ impl Sim {
         for (from, to) in links {
             self.set_link(from, to, false);
         }
+    }
+
+    /// Current bytes of every file on `id`'s disk, by path: what a reader
+    /// on that machine would see now (after a crash and restart, what
+    /// survived).
+    pub fn disk_files(&self, id: ProcessId) -> BTreeMap<String, Vec<u8>> {
+        lock(&self.shared)
+            .disks
+            .get(id as usize)
+            .map(DiskState::snapshot)
+            .unwrap_or_default()
     }
 
     /// Number of processes created so far.

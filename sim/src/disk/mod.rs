@@ -246,7 +246,13 @@ impl Disk {
         result.map(|(r, ..)| r)
     }
 
-    async fn open_with(&self, path: &str, op: DiskOp, create: bool, truncate: bool) -> io::Result<File> {
+    async fn open_with(
+        &self,
+        path: &str,
+        op: DiskOp,
+        create: bool,
+        truncate: bool,
+    ) -> io::Result<File> {
         let path = normalize(path)?;
         self.wait(Cost::Meta).await?;
         let ino = self.complete(op, |d, _| {

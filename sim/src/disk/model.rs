@@ -32,7 +32,7 @@ use std::io;
 use crate::profile::DiskFaults;
 use crate::tape::{Chooser, Site};
 
-use super::errors::{eexist, eio, einval, eisdir, enoent, enospc, enotdir, enotempty};
+use super::errors::{eexist, einval, eio, eisdir, enoent, enospc, enotdir, enotempty};
 use super::DiskConfig;
 
 /// Decision sites of the disk model.
@@ -90,10 +90,18 @@ pub enum Entry {
 /// A pending (not yet directory-synced) entry operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum EntryOp {
-    Link { path: String, entry: Entry },
-    Unlink { path: String },
+    Link {
+        path: String,
+        entry: Entry,
+    },
+    Unlink {
+        path: String,
+    },
     /// An atomic same-directory rename.
-    Rename { from: String, to: String },
+    Rename {
+        from: String,
+        to: String,
+    },
 }
 
 /// One volatile change to a file's bytes.
@@ -541,6 +549,7 @@ impl DiskState {
                 &inode.durable,
                 &target,
                 sector,
+                faults.tear_within_sector,
                 chooser,
                 (&eio_sector, &eio_len),
                 notes,
@@ -716,6 +725,7 @@ fn settle_file_after_power_loss(
                 &inode.durable,
                 &target,
                 sector,
+                faults.tear_within_sector,
                 chooser,
                 (&crash_sector, &crash_len),
                 notes,
@@ -732,10 +742,12 @@ const FATES: u64 = 5;
 
 /// Settle the change from `old` to `target` sector by sector: each sector
 /// that differs gets a drawn fate, and the length persists independently.
+#[allow(clippy::too_many_arguments)]
 fn settle_sectors(
     old: &[u8],
     target: &[u8],
     sector: u64,
+    within: bool,
     chooser: &mut Chooser,
     (sector_site, len_site): (&Site, &Site),
     notes: &mut Vec<FaultNote>,
@@ -764,9 +776,15 @@ fn settle_sectors(
         let end = (start + sector).min(final_len);
         let differs = (start..end).any(|i| byte(target, i) != out[i]);
         if differs {
-            let v = chooser.draw(sector_site, u64::MAX, |rng| {
+            // Whole-sector mode only draws new (0) or old (1).
+            let bound = if within { u64::MAX } else { 2 };
+            let v = chooser.draw(sector_site, bound, |rng| {
                 use rand::Rng;
-                rng.gen_range(0..FATES) + FATES * rng.gen_range(0..sector as u64)
+                if within {
+                    rng.gen_range(0..FATES) + FATES * rng.gen_range(0..sector as u64)
+                } else {
+                    rng.gen_range(0..2)
+                }
             });
             let fate = v % FATES;
             let split = start + ((v / FATES) as usize % sector).min(end - start);
