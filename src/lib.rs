@@ -1,0 +1,12 @@
+//! # durasim
+//!
+//! Deterministic simulation testing for the durable commit paths of storage
+//! systems. See the README for the tour; the pieces:
+//!
+//! - [`systems`]: the systems under test, written against `durasim-sim`'s
+//!   simulated clock, disk and network.
+
+pub mod systems;
+
+pub use durasim_models as models;
+pub use durasim_sim as sim;

@@ -1,0 +1,1 @@
+//! The systems under test, each from a production design in the specs.
