@@ -288,7 +288,7 @@ impl<'de> Deserialize<'de> for Tape {
 /// Where a chooser's values come from.
 enum Source {
     /// Fresh draws from the seeded generator.
-    Random(ChaCha8Rng),
+    Random(Box<ChaCha8Rng>),
     /// Values read back from a tape (zeros past its end).
     Replay(Tape),
 }
@@ -313,7 +313,7 @@ impl Chooser {
     pub fn random(seed: u64) -> Chooser {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(1);
-        Chooser::with_source(Source::Random(rng))
+        Chooser::with_source(Source::Random(Box::new(rng)))
     }
 
     /// A chooser replaying `tape`.

@@ -65,11 +65,10 @@ fn a_handle_from_a_crashed_incarnation_is_refused() {
         let id = sim.spawn_process("p", move |ctx| {
             let (keep, res) = (keep.clone(), res.clone());
             async move {
-                let mut slot = keep.lock().expect("lock");
-                match slot.take() {
-                    None => *slot = Some(ctx.disk()),
+                let previous = keep.lock().expect("lock").replace(ctx.disk());
+                match previous {
+                    None => {}
                     Some(stale) => {
-                        drop(slot);
                         let err = stale.create("x").await.err().map(|e| e.to_string());
                         res.lock().expect("lock").push(err.unwrap_or_default());
                     }
