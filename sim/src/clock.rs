@@ -91,6 +91,7 @@ pub fn wall_now() -> SimTime {
 /// Let `d` of simulated time pass for the calling task (see the module
 /// notes on sub-millisecond delays).
 pub async fn sleep(d: Duration) {
+    crate::world::watchdog_point();
     if d >= Duration::from_millis(1) {
         madsim::time::sleep(d).await;
     } else {

@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -50,6 +51,10 @@ pub struct RunConfig {
     pub disk: DiskConfig,
     /// Simulated-time limit: a run still going at this time fails as a hang.
     pub time_limit: Duration,
+    /// Raised from outside (a wall-clock watchdog thread) to stop a run that
+    /// keeps the CPU busy without simulated time passing: the run fails as
+    /// a livelock at its next trace event or sleep.
+    pub abort: Option<Arc<AtomicBool>>,
 }
 
 impl RunConfig {
@@ -62,6 +67,7 @@ impl RunConfig {
             trace: TraceMode::DigestOnly,
             disk: DiskConfig::default(),
             time_limit: Duration::from_secs(3600),
+            abort: None,
         }
     }
 
@@ -124,6 +130,8 @@ pub enum RunFailure {
     Deadlock(String),
     /// Simulated time passed the run's limit.
     TimeLimit(String),
+    /// The wall-clock watchdog fired: busy without simulated progress.
+    Livelock(String),
     /// Code in the run panicked.
     Panic(String),
 }
@@ -133,6 +141,7 @@ impl std::fmt::Display for RunFailure {
         match self {
             RunFailure::Deadlock(m) => write!(f, "deadlock: {m}"),
             RunFailure::TimeLimit(m) => write!(f, "simulated time limit: {m}"),
+            RunFailure::Livelock(m) => write!(f, "livelock: {m}"),
             RunFailure::Panic(m) => write!(f, "panic: {m}"),
         }
     }
@@ -190,11 +199,17 @@ pub(crate) struct State {
     pub last_event_time: SimTime,
     /// Time the supervisor finished (zero if it did not).
     pub end_time: SimTime,
+    /// The watchdog's flag (see [`RunConfig::abort`]).
+    pub abort: Option<Arc<AtomicBool>>,
 }
+
+/// Panic message that marks a run stopped by the watchdog.
+const WATCHDOG_PANIC: &str = "durasim watchdog: wall-clock limit reached without the run finishing";
 
 impl State {
     /// Append an event to the trace, stamped with the current simulated time.
     pub fn emit(&mut self, process: Option<ProcessId>, kind: EventKind) {
+        self.check_watchdog();
         let time = clock::try_now().unwrap_or(SimTime::ZERO);
         self.last_event_time = time;
         self.trace.push(TraceEvent {
@@ -202,6 +217,17 @@ impl State {
             process,
             kind,
         });
+    }
+
+    /// Stop the run (by panicking out of the task) once the watchdog fired.
+    pub fn check_watchdog(&self) {
+        if self
+            .abort
+            .as_ref()
+            .is_some_and(|a| a.load(Ordering::Relaxed))
+        {
+            panic!("{WATCHDOG_PANIC}");
+        }
     }
 
     /// Record that the draw just made at `site` injected a fault.
@@ -271,6 +297,11 @@ pub(crate) fn try_with_state<R>(f: impl FnOnce(&mut State) -> R) -> Option<R> {
 pub fn current_process() -> Option<ProcessId> {
     let node = madsim::plugin::node();
     try_with_state(|s| s.process_of(node)).flatten()
+}
+
+/// Give the watchdog a chance to stop the run (called on every sleep).
+pub(crate) fn watchdog_point() {
+    try_with_state(|s| s.check_watchdog());
 }
 
 pub(crate) fn current_skew_nanos() -> i64 {
@@ -925,6 +956,7 @@ where
         stats: RunStats::default(),
         last_event_time: SimTime::ZERO,
         end_time: SimTime::ZERO,
+        abort: config.abort.clone(),
     };
     let shared: Shared = Arc::new(Mutex::new(state));
     let previous = CURRENT.with(|c| c.borrow_mut().replace(shared.clone()));
@@ -991,7 +1023,9 @@ fn classify_panic(payload: &(dyn std::any::Any + Send)) -> RunFailure {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_string());
-    if message.contains("no events, all tasks will block forever") {
+    if message.contains(WATCHDOG_PANIC) {
+        RunFailure::Livelock(message)
+    } else if message.contains("no events, all tasks will block forever") {
         RunFailure::Deadlock(message)
     } else if message.contains("time limit exceeded") {
         RunFailure::TimeLimit(message)

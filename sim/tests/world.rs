@@ -3,8 +3,8 @@
 //! Index: disk ops take simulated time; stale handles are refused after a
 //! crash; a process crash keeps the page cache and a power loss may not;
 //! pause stalls a process; clock jumps skew `wall_now`; network loss,
-//! duplication, reordering and partitions each fire; hangs, deadlocks and
-//! panics come back as failure classes instead of unwinding.
+//! duplication, reordering and partitions each fire; hangs, deadlocks,
+//! livelocks (watchdog) and panics come back as failure classes instead of unwinding.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -305,6 +305,20 @@ fn hangs_deadlocks_and_panics_are_failure_classes() {
         matches!(deadlock.result, Err(RunFailure::Deadlock(_))),
         "{:?}",
         deadlock.result
+    );
+
+    let mut watched = RunConfig::new(1);
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    watched.abort = Some(flag);
+    let spin = run(watched, |_sim: Sim| async {
+        loop {
+            clock::sleep(Duration::ZERO).await; // busy, no simulated progress
+        }
+    });
+    assert!(
+        matches!(spin.result, Err(RunFailure::Livelock(_))),
+        "{:?}",
+        spin.result
     );
 
     let panic = run(RunConfig::new(1), |_sim: Sim| async { panic!("boom") });
