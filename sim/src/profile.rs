@@ -129,6 +129,11 @@ impl Span {
 pub struct CrashFaults {
     /// Crashes per process per simulated second.
     pub crash_per_s: f64,
+    /// Probability that a write or sync in flight is cut short by a crash
+    /// of its machine (crashes at I/O points land inside the windows where
+    /// durability bugs live, and stay there when unrelated faults are
+    /// removed while shrinking).
+    pub crash_per_io: f64,
     /// Fraction of crashes that are machine crashes (power loss) rather
     /// than process crashes (page cache survives).
     pub power_loss_fraction: f64,
@@ -148,6 +153,7 @@ impl Default for CrashFaults {
     fn default() -> Self {
         CrashFaults {
             crash_per_s: 0.0,
+            crash_per_io: 0.0,
             power_loss_fraction: 0.5,
             restart_delay_ms: Span::new(1, 50),
             pause_per_s: 0.0,
@@ -296,6 +302,7 @@ impl FaultConfig {
     /// Enable crashes, pauses and clock jumps at `scale` × the reference rates.
     pub fn with_crashes(mut self, scale: f64) -> FaultConfig {
         self.crash.crash_per_s = 0.5 * scale;
+        self.crash.crash_per_io = (0.002 * scale).min(1.0);
         self.crash.pause_per_s = 0.3 * scale;
         self.crash.clock_jump_per_s = 0.2 * scale;
         self
@@ -310,6 +317,7 @@ impl FaultConfig {
         self.disk.enospc = 0.002 * scale;
         // Torn writes only show after power loss: make sure some happen.
         self.crash.crash_per_s = self.crash.crash_per_s.max(0.3 * scale);
+        self.crash.crash_per_io = self.crash.crash_per_io.max((0.002 * scale).min(1.0));
         self.crash.power_loss_fraction = 0.8;
         self
     }
@@ -365,6 +373,7 @@ impl FaultConfig {
     pub fn validate(&self) -> Result<(), String> {
         let probabilities = [
             ("crash.power_loss_fraction", self.crash.power_loss_fraction),
+            ("crash.crash_per_io", self.crash.crash_per_io),
             ("net.loss", self.net.loss),
             ("net.duplicate", self.net.duplicate),
             ("net.reorder", self.net.reorder),
@@ -427,8 +436,9 @@ impl FaultConfig {
         }
         if self.crash.crash_per_s > 0.0 || self.crash.pause_per_s > 0.0 {
             on.push(format!(
-                "crash(crash/s={:.2},power_loss={:.2},pause/s={:.2},jump/s={:.2})",
+                "crash(crash/s={:.2},io={:.4},power_loss={:.2},pause/s={:.2},jump/s={:.2})",
                 self.crash.crash_per_s,
+                self.crash.crash_per_io,
                 self.crash.power_loss_fraction,
                 self.crash.pause_per_s,
                 self.crash.clock_jump_per_s

@@ -121,17 +121,21 @@ async fn recover(disk: &Disk) -> std::io::Result<Vec<(u64, u64)>> {
     Ok(records)
 }
 
-async fn server(ctx: ProcessCtx, net: Net<ToyMsg>) {
+async fn server(ctx: ProcessCtx, net: Net<ToyMsg>, ack_before_fsync: bool) {
     let endpoint = net.endpoint(&ctx);
     // A fatal I/O error ends the serving loop; like a supervisor restarting
     // a failed daemon, recovery then runs again from the disk.
     loop {
-        let _ = serve(&ctx, &endpoint).await;
+        let _ = serve(&ctx, &endpoint, ack_before_fsync).await;
         crate::clock::sleep(Duration::from_millis(5)).await;
     }
 }
 
-async fn serve(ctx: &ProcessCtx, endpoint: &Endpoint<ToyMsg>) -> std::io::Result<()> {
+async fn serve(
+    ctx: &ProcessCtx,
+    endpoint: &Endpoint<ToyMsg>,
+    ack_before_fsync: bool,
+) -> std::io::Result<()> {
     let disk = ctx.disk();
     let records = recover(&disk).await?;
     ctx.trace("toy.recovered", &[records.len() as u64]);
@@ -159,6 +163,10 @@ async fn serve(ctx: &ProcessCtx, endpoint: &Endpoint<ToyMsg>) -> std::io::Result
         }
         if !durable.contains(&key) {
             log.append(&encode(key.0, seq, value)).await?;
+            if ack_before_fsync {
+                // The canary bug: acknowledge what is not durable yet.
+                endpoint.send(from, ToyMsg::Ack { seq });
+            }
             // After a failed fsync the record's fate is unknown: never ack
             // it; recover from the disk instead.
             if let Err(e) = log.sync_all().await {
@@ -217,12 +225,22 @@ async fn client(ctx: ProcessCtx, net: Net<ToyMsg>, server: ProcessId, requests: 
 
 /// Run the toy workload: a server and `clients` clients doing `requests`
 /// appends each, a fault phase of `fault_ms`, heal, then a final power
-/// loss of the server and a last recovery, read back from its disk.
-pub async fn toy_workload(sim: Sim, clients: u32, requests: u64, fault_ms: u64) -> ToyReport {
+/// loss of the server and a last recovery, read back from its disk. With
+/// `ack_before_fsync` the server has a canary bug: it acknowledges a record
+/// before syncing it.
+pub async fn toy_workload(
+    sim: Sim,
+    clients: u32,
+    requests: u64,
+    fault_ms: u64,
+    ack_before_fsync: bool,
+) -> ToyReport {
     let net: Net<ToyMsg> = Net::new();
     let acks: Acks = Arc::default();
     let server_net = net.clone();
-    let server_id = sim.spawn_process("server", move |ctx| server(ctx, server_net.clone()));
+    let server_id = sim.spawn_process("server", move |ctx| {
+        server(ctx, server_net.clone(), ack_before_fsync)
+    });
     let mut ids = vec![server_id];
     for _ in 0..clients {
         let (net, acks) = (net.clone(), acks.clone());
@@ -268,5 +286,5 @@ pub fn run_toy(
 ) -> RunOutcome<ToyReport> {
     let mut config = RunConfig::new(seed).faults(faults).trace(trace);
     config.tape = tape;
-    run(config, |sim| toy_workload(sim, 2, requests, 1000))
+    run(config, |sim| toy_workload(sim, 2, requests, 1000, false))
 }

@@ -203,6 +203,15 @@ impl Tape {
         stream.values[index] = value;
     }
 
+    /// A copy with every entry of `site` set to 0 (its values at their minimum).
+    pub fn with_site_zeroed(&self, site: &str) -> Tape {
+        let mut tape = self.clone();
+        if let Some(stream) = tape.streams.get_mut(site) {
+            stream.values.iter_mut().for_each(|v| *v = 0);
+        }
+        tape
+    }
+
     /// The sites with recorded streams, with their fault kinds.
     pub fn sites(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
         self.streams

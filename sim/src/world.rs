@@ -201,6 +201,11 @@ pub(crate) struct State {
     pub end_time: SimTime,
     /// The watchdog's flag (see [`RunConfig::abort`]).
     pub abort: Option<Arc<AtomicBool>>,
+    /// Processes that crashed at an I/O point: (process, node, restart
+    /// delay ms), waiting for the supervisor to kill their node.
+    pub io_crashes: Vec<(ProcessId, NodeId, u64)>,
+    /// Wakes the supervisor's reaper.
+    pub io_crash_notify: Arc<tokio::sync::Notify>,
 }
 
 /// Panic message that marks a run stopped by the watchdog.
@@ -230,6 +235,69 @@ impl State {
         }
     }
 
+    /// Mark `id` crashed now: its handles go stale at once and, with
+    /// `power_loss`, its disk goes through the crash model. Returns the node
+    /// to kill (`None` if it was already down).
+    pub fn mark_crashed(&mut self, id: ProcessId, power_loss: bool) -> Option<NodeId> {
+        let p = self.processes.get_mut(id as usize)?;
+        if p.status == Status::Crashed {
+            return None;
+        }
+        p.status = Status::Crashed;
+        p.crash_epoch += 1;
+        let node = p.node;
+        if power_loss {
+            crate::disk::power_fail(self, id);
+        }
+        let reason = if power_loss {
+            StopReason::MachineCrash
+        } else {
+            StopReason::ProcessCrash
+        };
+        self.emit(Some(id), EventKind::ProcessStop { reason });
+        node
+    }
+
+    /// At an I/O point of process `id`: draw whether its machine crashes
+    /// right now, while the operation is in flight. Returns true when it
+    /// did (the caller must then never complete the operation).
+    pub fn maybe_crash_at_io(&mut self, id: ProcessId, what: &str) -> bool {
+        if self.phase != Phase::Fault {
+            return false;
+        }
+        let c = self.faults.crash.clone();
+        let span = c.restart_delay_ms;
+        let v = self.chooser.draw(&sites::CRASH_IO, u64::MAX, |rng| {
+            use rand::Rng;
+            if c.crash_per_io <= 0.0 || rng.gen::<f64>() >= c.crash_per_io {
+                return 0;
+            }
+            let delay = rng.gen_range(span.lo..=span.hi) - span.lo;
+            let power = u64::from(rng.gen::<f64>() < c.power_loss_fraction);
+            1 + 2 * delay + power
+        });
+        if v == 0 {
+            return false;
+        }
+        let power_loss = (v - 1) % 2 == 1;
+        let delay_ms = span.lo + ((v - 1) / 2) % (span.hi - span.lo + 1);
+        let kind = if power_loss {
+            "machine crash (power loss)"
+        } else {
+            "process crash"
+        };
+        let detail = format!(
+            "{kind} of {} during {what}, restart after {delay_ms} ms",
+            self.process(id).name
+        );
+        self.fault_fired(Some(id), &sites::CRASH_IO, v, detail);
+        if let Some(node) = self.mark_crashed(id, power_loss) {
+            self.io_crashes.push((id, node, delay_ms));
+            self.io_crash_notify.notify_one();
+        }
+        true
+    }
+
     /// Record that the draw just made at `site` injected a fault.
     pub fn fault_fired(
         &mut self,
@@ -239,6 +307,18 @@ impl State {
         detail: String,
     ) {
         let index = self.chooser.next_index(site).saturating_sub(1);
+        self.fault_fired_at(process, site, index, value, detail);
+    }
+
+    /// Record that the draw at position `index` of `site` injected a fault.
+    pub fn fault_fired_at(
+        &mut self,
+        process: Option<ProcessId>,
+        site: &Site,
+        index: u32,
+        value: u64,
+        detail: String,
+    ) {
         self.emit(
             process,
             EventKind::Fault {
@@ -419,6 +499,9 @@ pub mod sites {
     use crate::tape::Site;
     /// Crash a process (value encodes power loss and restart delay).
     pub const CRASH: Site = Site::fault("sched.crash", "crash");
+    /// Crash a machine while one of its writes or syncs is in flight
+    /// (value encodes power loss and restart delay).
+    pub const CRASH_IO: Site = Site::fault("sched.crash_io", "crash");
     /// Pause a process (value encodes the pause length).
     pub const PAUSE: Site = Site::fault("sched.pause", "pause");
     /// Make a process's clock jump (value encodes size and sign).
@@ -505,31 +588,43 @@ impl Sim {
     /// process dies and the page cache survives. A crashed process stays
     /// down until [`Sim::restart`].
     pub fn crash(&self, id: ProcessId, power_loss: bool) {
-        let node = {
-            let mut s = lock(&self.shared);
-            let Some(p) = s.processes.get_mut(id as usize) else {
-                return;
-            };
-            if p.status == Status::Crashed {
-                return;
-            }
-            p.status = Status::Crashed;
-            p.crash_epoch += 1;
-            let node = p.node;
-            if power_loss {
-                crate::disk::power_fail(&mut s, id);
-            }
-            let reason = if power_loss {
-                StopReason::MachineCrash
-            } else {
-                StopReason::ProcessCrash
-            };
-            s.emit(Some(id), EventKind::ProcessStop { reason });
-            node
-        };
+        let node = lock(&self.shared).mark_crashed(id, power_loss);
         if let Some(node) = node {
             self.handle.kill(node);
         }
+    }
+
+    /// Kill the nodes of processes that crashed themselves at an I/O point,
+    /// and schedule their restarts (runs on the supervisor, which is the
+    /// only node that can kill another).
+    async fn reap_io_crashes(self) {
+        let notify = lock(&self.shared).io_crash_notify.clone();
+        loop {
+            notify.notified().await;
+            let requests = std::mem::take(&mut lock(&self.shared).io_crashes);
+            for (id, node, delay_ms) in requests {
+                self.handle.kill(node);
+                self.restart_later(id, delay_ms);
+            }
+        }
+    }
+
+    /// Restart `id` after `delay_ms`, unless it was restarted (or crashed
+    /// again) in between.
+    fn restart_later(&self, id: ProcessId, delay_ms: u64) {
+        let epoch = lock(&self.shared).process(id).crash_epoch;
+        let sim = self.clone();
+        madsim::task::spawn(async move {
+            madsim::time::sleep(Duration::from_millis(delay_ms)).await;
+            let still_down = {
+                let s = lock(&sim.shared);
+                let p = s.process(id);
+                p.status == Status::Crashed && p.crash_epoch == epoch
+            };
+            if still_down {
+                sim.restart(id);
+            }
+        });
     }
 
     /// Restart a crashed or exited process (runs its init: recovery).
@@ -692,6 +787,7 @@ impl Sim {
         let sim = self.clone();
         let targets = targets.to_vec();
         madsim::task::spawn(async move { sim.schedule_faults(targets).await });
+        madsim::task::spawn(self.clone().reap_io_crashes());
     }
 
     async fn schedule_faults(self, targets: Vec<ProcessId>) {
@@ -753,19 +849,7 @@ impl Sim {
             return;
         };
         self.crash(id, power_loss);
-        let epoch = lock(&self.shared).process(id).crash_epoch;
-        let sim = self.clone();
-        madsim::task::spawn(async move {
-            madsim::time::sleep(Duration::from_millis(delay_ms)).await;
-            let still_down = {
-                let s = lock(&sim.shared);
-                let p = s.process(id);
-                p.status == Status::Crashed && p.crash_epoch == epoch
-            };
-            if still_down {
-                sim.restart(id);
-            }
-        });
+        self.restart_later(id, delay_ms);
     }
 
     fn maybe_pause(&self, id: ProcessId) {
@@ -957,6 +1041,8 @@ where
         last_event_time: SimTime::ZERO,
         end_time: SimTime::ZERO,
         abort: config.abort.clone(),
+        io_crashes: Vec::new(),
+        io_crash_notify: Arc::new(tokio::sync::Notify::new()),
     };
     let shared: Shared = Arc::new(Mutex::new(state));
     let previous = CURRENT.with(|c| c.borrow_mut().replace(shared.clone()));

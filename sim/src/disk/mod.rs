@@ -136,7 +136,13 @@ pub(crate) fn power_fail(state: &mut State, process: ProcessId) {
 
 fn emit_notes(state: &mut State, process: ProcessId, notes: Vec<model::FaultNote>) {
     for note in notes {
-        state.fault_fired(Some(process), &note.site, note.value, note.detail);
+        state.fault_fired_at(
+            Some(process),
+            &note.site,
+            note.index,
+            note.value,
+            note.detail,
+        );
     }
 }
 
@@ -176,9 +182,23 @@ impl Disk {
     /// Let the operation's latency pass (fails at once if this handle's
     /// incarnation has ended).
     async fn wait(&self, cost: Cost) -> io::Result<()> {
-        let latency = {
+        let crashed = {
             let mut s = lock(&self.shared);
             self.check(&s)?;
+            let what = match cost {
+                Cost::Write => Some("a write"),
+                Cost::Sync => Some("a sync"),
+                Cost::Read | Cost::Meta => None,
+            };
+            what.is_some_and(|what| s.maybe_crash_at_io(self.process, what))
+        };
+        if crashed {
+            // The machine went down with this operation in flight: it never
+            // completes (the supervisor kills the task at once).
+            std::future::pending::<()>().await;
+        }
+        let latency = {
+            let mut s = lock(&self.shared);
             let c = &s.disk_config;
             let span = match cost {
                 Cost::Read => c.read_us,

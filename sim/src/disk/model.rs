@@ -72,6 +72,8 @@ pub mod sites {
 pub struct FaultNote {
     /// Where it was drawn.
     pub site: Site,
+    /// Its position in the site's stream.
+    pub index: u32,
     /// The drawn value.
     pub value: u64,
     /// What it did.
@@ -436,6 +438,7 @@ impl DiskState {
         if faults.enospc > 0.0 && chooser.chance(&sites::ENOSPC, faults.enospc) {
             notes.push(FaultNote {
                 site: sites::ENOSPC,
+                index: chooser.next_index(&sites::ENOSPC).saturating_sub(1),
                 value: 1,
                 detail: format!("write to inode {ino} fails with ENOSPC"),
             });
@@ -535,6 +538,7 @@ impl DiskState {
         if faults.fsync_eio > 0.0 && chooser.chance(&sites::FSYNC_EIO, faults.fsync_eio) {
             notes.push(FaultNote {
                 site: sites::FSYNC_EIO,
+                index: chooser.next_index(&sites::FSYNC_EIO).saturating_sub(1),
                 value: 1,
                 detail: format!(
                     "fsync of inode {ino} fails with EIO; its {covered} unsynced write(s) settle sector by sector"
@@ -569,6 +573,7 @@ impl DiskState {
                     inode.media_faults += 1;
                     notes.push(FaultNote {
                         site: sites::LOST_WRITE,
+                        index: chooser.next_index(&sites::LOST_WRITE).saturating_sub(1),
                         value: 1,
                         detail: format!(
                             "write of {} bytes at {offset} to inode {ino} silently lost",
@@ -584,6 +589,7 @@ impl DiskState {
                     inode.media_faults += 1;
                     notes.push(FaultNote {
                         site: sites::MISDIRECT,
+                        index: chooser.next_index(&sites::MISDIRECT).saturating_sub(1),
                         value: 1,
                         detail: format!(
                             "write at {offset} to inode {ino} lands at {} instead",
@@ -626,6 +632,7 @@ impl DiskState {
                 let shown = if dir.is_empty() { "/" } else { dir.as_str() };
                 notes.push(FaultNote {
                     site: sites::CRASH_DIR,
+                    index: chooser.next_index(&sites::CRASH_DIR).saturating_sub(1),
                     value: dropped,
                     detail: format!(
                         "power loss reverts the last {dropped} of {n} unsynced entry op(s) in `{shown}`"
@@ -699,6 +706,7 @@ fn settle_file_after_power_loss(
             if verdict > 0 {
                 notes.push(FaultNote {
                     site: sites::CRASH_UNSYNCED,
+                    index: chooser.next_index(&sites::CRASH_UNSYNCED).saturating_sub(1),
                     value: verdict,
                     detail: format!(
                         "power loss drops the last {verdict} of {n} unsynced write(s) to inode {ino}"
@@ -711,6 +719,7 @@ fn settle_file_after_power_loss(
         } else {
             notes.push(FaultNote {
                 site: sites::CRASH_UNSYNCED,
+                index: chooser.next_index(&sites::CRASH_UNSYNCED).saturating_sub(1),
                 value: verdict,
                 detail: format!(
                     "power loss leaves inode {ino}'s {n} unsynced write(s) settled sector by sector"
@@ -757,6 +766,7 @@ fn settle_sectors(
     let final_len = if target.len() != old.len() && chooser.below(len_site, 2) == 1 {
         notes.push(FaultNote {
             site: *len_site,
+            index: chooser.next_index(len_site).saturating_sub(1),
             value: 1,
             detail: format!(
                 "inode {ino} keeps its old length {} instead of {}",
@@ -808,6 +818,7 @@ fn settle_sectors(
                 let what = ["kept", "reverted", "torn", "zeroed", "garbage"][fate as usize];
                 notes.push(FaultNote {
                     site: *sector_site,
+                    index: chooser.next_index(sector_site).saturating_sub(1),
                     value: v,
                     detail: format!(
                         "inode {ino} bytes {start}..{end}: unsynced sector {what}{}",
@@ -856,6 +867,7 @@ fn place_media_faults(
             inode.bad_sectors.insert(v - 1);
             notes.push(FaultNote {
                 site: sites::LATENT,
+                index: chooser.next_index(&sites::LATENT).saturating_sub(1),
                 value: v,
                 detail: format!("inode {ino} sector {} becomes unreadable", v - 1),
             });
@@ -880,6 +892,7 @@ fn place_media_faults(
             inode.current = inode.durable.clone();
             notes.push(FaultNote {
                 site: sites::CORRUPT,
+                index: chooser.next_index(&sites::CORRUPT).saturating_sub(1),
                 value: v,
                 detail: format!("inode {ino} bit {bit} flips silently"),
             });
