@@ -5,7 +5,12 @@
 //!
 //! - [`systems`]: the systems under test, written against `durasim-sim`'s
 //!   simulated clock, disk and network.
+//! - [`scenarios`]: systems + workloads + checkers, by name, and the
+//!   known-bug catalogue.
+//! - [`harness`]: seeded runs, sweeps, shrinking, the regression corpus.
 
+pub mod harness;
+pub mod scenarios;
 pub mod systems;
 
 pub use durasim_models as models;
