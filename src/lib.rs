@@ -8,10 +8,15 @@
 //! - [`scenarios`]: systems + workloads + checkers, by name, and the
 //!   known-bug catalogue.
 //! - [`harness`]: seeded runs, sweeps, shrinking, the regression corpus.
+//! - [`check`]: the one-line test API.
 
+mod check;
+pub mod cli;
 pub mod harness;
 pub mod scenarios;
 pub mod systems;
 
+pub use check::{check, default_jobs, Check, CheckFailure};
 pub use durasim_models as models;
 pub use durasim_sim as sim;
+pub use durasim_sim::Profile;

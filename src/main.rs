@@ -1,1 +1,5 @@
-fn main() {}
+//! The `durasim` command: see `durasim --help`.
+
+fn main() -> std::process::ExitCode {
+    durasim::cli::main()
+}

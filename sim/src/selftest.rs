@@ -56,17 +56,23 @@ pub const STORAGE_BUSY: crate::Site = crate::Site::fault("toy.storage_busy", "st
 
 const LOG_DIR: &str = "log";
 const LOG: &str = "log/data";
+const LOG_NEW: &str = "log/data.new";
 const RECORD: usize = 4 + 24 + 8;
+/// Each record sits alone in a 4096-byte slot (a whole sector at either
+/// supported sector size), so appending a record never rewrites a sector
+/// holding an acknowledged one: a torn append can only damage itself.
+const SLOT: usize = 4096;
 
 fn encode(client: u64, seq: u64, value: u64) -> Vec<u8> {
     let mut body = Vec::with_capacity(24);
     body.extend_from_slice(&client.to_le_bytes());
     body.extend_from_slice(&seq.to_le_bytes());
     body.extend_from_slice(&value.to_le_bytes());
-    let mut out = Vec::with_capacity(RECORD);
+    let mut out = Vec::with_capacity(SLOT);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
     out.extend_from_slice(&checksum(&body).to_le_bytes());
+    out.resize(SLOT, 0);
     out
 }
 
@@ -92,30 +98,32 @@ fn parse(bytes: &[u8]) -> (Vec<(u64, u64)>, usize) {
         let client = u64::from_le_bytes(body[0..8].try_into().unwrap_or([0; 8]));
         let seq = u64::from_le_bytes(body[8..16].try_into().unwrap_or([0; 8]));
         records.push((client, seq));
-        at += RECORD;
+        at += SLOT;
     }
-    (records, at)
+    (records, at.min(bytes.len()))
 }
 
-/// Recover the log: keep the valid prefix, truncate the rest durably.
+/// Recover the log: copy its valid prefix into a new file, sync it, and
+/// atomically rename it over the log.
 ///
-/// The valid prefix is written again and synced before anything in it is
-/// trusted: after a failed fsync the page cache still shows bytes that may
-/// never reach the disk (a later fsync of clean pages would "succeed"
-/// without writing them), so only a fresh write makes them durable. Without
-/// this, the toy re-acknowledges records that a power loss then erases —
-/// the bug the simulated disk exists to catch.
+/// Two durability traps shape this. After a failed fsync the page cache
+/// still shows bytes that may never reach the disk (a later fsync of clean
+/// pages "succeeds" without writing them), so recovery must write what it
+/// trusts again before acknowledging anything it holds. But rewriting the
+/// log *in place* would put acknowledged sectors at risk of a torn write;
+/// writing a fresh copy and renaming it risks nothing already durable.
 async fn recover(disk: &Disk) -> std::io::Result<Vec<(u64, u64)>> {
     disk.create_dir_all(LOG_DIR).await?;
-    let file = disk.open_or_create(LOG).await?;
-    let len = file.len().await?;
-    let bytes = file.read_at(0, len as usize).await?;
+    let bytes = match disk.read(LOG).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
     let (records, valid) = parse(&bytes);
-    if (valid as u64) < len {
-        file.set_len(valid as u64).await?;
-    }
-    file.write_at(0, &bytes[..valid]).await?;
-    file.sync_all().await?;
+    let fresh = disk.create(LOG_NEW).await?;
+    fresh.write_at(0, &bytes[..valid]).await?;
+    fresh.sync_all().await?;
+    disk.rename(LOG_NEW, LOG).await?;
     disk.sync_dir(LOG_DIR).await?;
     disk.sync_dir("").await?;
     Ok(records)

@@ -282,15 +282,25 @@ impl tracing_subscriber::fmt::time::FormatTime for SimTimer {
 /// simulated time. The level comes from `DURASIM_LOG` (error, warn, info,
 /// debug, trace; default warn). Calling it again is harmless.
 pub fn init_logging() {
-    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = std::env::var("DURASIM_LOG")
         .ok()
         .and_then(|v| v.parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::WARN);
-    let _ = tracing_subscriber::fmt()
+    // madsim warns on every runtime built on a reused thread that std's
+    // HashMap is not seeded deterministically there; durasim never iterates
+    // a HashMap (clippy.toml bans the type), so keep that noise out.
+    let filter = Targets::new()
+        .with_default(level)
+        .with_target("madsim::sim::rand", LevelFilter::ERROR);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_timer(SimTimer)
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
         .try_init();
 }
 

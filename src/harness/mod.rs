@@ -1,6 +1,7 @@
 //! The harness: runs scenarios by seed, sweeps, shrinks failures, and keeps
 //! the regression corpus. It sees scenarios only through [`Scenario`].
 
+pub mod corpus;
 mod error;
 mod runner;
 mod scenario;

@@ -46,8 +46,8 @@ pub struct Shrunk {
 pub struct StoryLine {
     /// Simulated time.
     pub time: durasim_sim::SimTime,
-    /// Process index (None: the supervisor).
-    pub process: Option<u32>,
+    /// Process name ("supervisor" for faults drawn outside any process).
+    pub process: String,
     /// `site#index` on the tape.
     pub fault: String,
     /// What it did.
@@ -221,6 +221,19 @@ pub fn story(result: &SeedResult) -> Vec<StoryLine> {
     let Some(events) = &result.events else {
         return Vec::new();
     };
+    let mut names: std::collections::BTreeMap<u32, String> = Default::default();
+    for e in events {
+        if let (EventKind::ProcessStart { name, .. }, Some(p)) = (&e.kind, e.process) {
+            names.entry(p).or_insert_with(|| format!("{name}#{p}"));
+        }
+    }
+    let name_of = |p: Option<u32>| match p {
+        Some(p) => names
+            .get(&p)
+            .cloned()
+            .unwrap_or_else(|| format!("process#{p}")),
+        None => "supervisor".to_string(),
+    };
     events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -231,7 +244,7 @@ pub fn story(result: &SeedResult) -> Vec<StoryLine> {
                 ..
             } => Some(StoryLine {
                 time: e.time,
-                process: e.process,
+                process: name_of(e.process),
                 fault: format!("{site}#{index}"),
                 detail: detail.clone(),
             }),

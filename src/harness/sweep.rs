@@ -225,10 +225,13 @@ fn run_one(plan: &SweepPlan, seed: u64, watchdog: &Watchdog, worker: usize) -> S
     }
 }
 
+/// A run in progress on one worker: when it started, and its abort flag.
+type Watched = Option<(Instant, Arc<AtomicBool>)>;
+
 /// Per-worker wall-clock deadlines, checked by one watchdog thread.
 struct Watchdog {
     limit: Duration,
-    slots: Vec<Mutex<Option<(Instant, Arc<AtomicBool>)>>>,
+    slots: Vec<Mutex<Watched>>,
 }
 
 impl Watchdog {

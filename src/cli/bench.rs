@@ -1,0 +1,103 @@
+//! `durasim bench`: seeds/s per scenario on one thread and on all threads,
+//! simulated seconds per wall second, events/s, and how long shrinking
+//! each catalogue bug takes.
+
+use std::time::{Duration, Instant};
+
+use durasim_sim::Profile;
+
+use super::Outcome;
+use crate::harness::{run_seed, shrink, sweep, HarnessError, RunParams, RunSpec, SweepPlan};
+use crate::scenarios;
+
+pub fn bench(seeds: u64, only: Option<&str>, shrink_bugs: bool) -> Result<Outcome, HarnessError> {
+    let targets = match only {
+        Some(name) => vec![scenarios::find(name)?],
+        None => scenarios::all(),
+    };
+    let cores = crate::default_jobs();
+    println!("durasim bench: {seeds} seeds per row, profile chaos, default sizes, {cores} core(s)");
+    println!(
+        "{:<18} {:>7} {:>10} {:>12} {:>14} {:>12} {:>8}",
+        "scenario", "threads", "seeds/s", "seeds/s/core", "sim s/wall s", "events/s", "ops/seed"
+    );
+    for scenario in targets {
+        let mut single = 0.0;
+        for jobs in [1, cores] {
+            let plan = SweepPlan {
+                scenario,
+                seeds: (0..seeds).collect(),
+                profile: Profile::Chaos,
+                params: RunParams {
+                    size: scenario.default_size(),
+                    bugs: Default::default(),
+                },
+                jobs,
+                watchdog: Duration::from_secs(60),
+            };
+            let (_, s) = sweep(&plan, &|_| {});
+            let wall = s.wall_secs.max(1e-9);
+            let rate = s.seeds as f64 / wall;
+            if jobs == 1 {
+                single = rate;
+            }
+            println!(
+                "{:<18} {:>7} {:>10.0} {:>12.0} {:>14.0} {:>12.0} {:>8.0}{}",
+                scenario.name(),
+                jobs,
+                rate,
+                rate / jobs as f64,
+                s.sim_nanos as f64 / 1e9 / wall,
+                s.events as f64 / wall,
+                s.operations as f64 / s.seeds.max(1) as f64,
+                if jobs > 1 && single > 0.0 {
+                    format!("   scaling {:.2}x", rate / single)
+                } else {
+                    String::new()
+                }
+            );
+            if cores == 1 {
+                break;
+            }
+        }
+    }
+    if shrink_bugs {
+        println!();
+        println!(
+            "{:<34} {:>12} {:>8} {:>8} {:>10}",
+            "bug", "first seed", "faults", "shrunk", "shrink s"
+        );
+        for bug in scenarios::BUGS {
+            if only.is_some_and(|o| o != bug.scenario) {
+                continue;
+            }
+            let scenario = scenarios::find(bug.scenario)?;
+            let found = (0..200u64).find_map(|seed| {
+                let mut spec = RunSpec::new(scenario, seed, Profile::Swarm);
+                spec.params.bugs.insert(bug.name.to_string());
+                let result = run_seed(scenario, &spec, None);
+                (!result.verdict.passed()).then_some((spec, result))
+            });
+            let Some((spec, result)) = found else {
+                println!("{:<34} {:>12}", bug.name, "not found");
+                continue;
+            };
+            // Wall-clock timing of shrinking, outside every run.
+            #[allow(clippy::disallowed_methods)]
+            let started = Instant::now();
+            let shrunk = shrink(scenario, &spec, &result);
+            let secs = started.elapsed().as_secs_f64();
+            match shrunk {
+                Some(s) => println!(
+                    "{:<34} {:>12} {:>8} {:>8} {:>10.2}",
+                    bug.name, spec.seed, s.faults_before, s.faults_after, secs
+                ),
+                None => println!(
+                    "{:<34} {:>12} {:>8} {:>8}",
+                    bug.name, spec.seed, "?", "nondet."
+                ),
+            }
+        }
+    }
+    Ok(Outcome::Held)
+}
