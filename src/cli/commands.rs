@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use durasim_sim::{Profile, TraceMode};
 
-use super::output::{read_tape, shrink_text, story_text, write_trace, Progress};
+use super::output::{read_tape, shrink_text, write_trace, Progress};
 use super::{Outcome, RunArgs};
 use crate::harness::corpus::{self, CorpusEntry};
 use crate::harness::{
-    run_seed, shrink, story, sweep as run_sweep, HarnessError, RunParams, RunSpec, Scenario,
-    SeedRange, Shard, SweepPlan, SweepSummary,
+    render_story, run_seed, shrink, story, sweep as run_sweep, HarnessError, RunParams, RunSpec,
+    Scenario, SeedRange, Shard, SweepPlan, SweepSummary,
 };
 use crate::scenarios;
 
@@ -100,7 +100,7 @@ pub fn run(
     );
     if !result.verdict.passed() {
         println!("faults injected, in simulated-time order:");
-        print!("{}", story_text(&story(&result), &result));
+        print!("{}", render_story(&story(&result), &result));
         println!(
             "shrink: {}",
             spec.replay_command().replacen(" run ", " shrink ", 1)
@@ -278,7 +278,7 @@ pub fn replay(file: &Path, trace: Option<&Path>) -> Result<Outcome, HarnessError
     let result = run_seed(scenario, &spec, None);
     println!("{}: {}", file.display(), entry.description);
     println!("expected {}, got {}", entry.expected, result.verdict);
-    print!("{}", story_text(&story(&result), &result));
+    print!("{}", render_story(&story(&result), &result));
     if result.digest != entry.digest {
         println!(
             "note: trace digest {} differs from recorded {}",

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use durasim_sim::TraceEvent;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::harness::{HarnessError, SeedResult, Shrunk, StoryLine, SweepItem};
+use crate::harness::{HarnessError, Shrunk, SweepItem};
 
 /// Write `events` as a JSON array to `path`.
 pub fn write_trace(path: &Path, events: &[TraceEvent]) -> Result<(), HarnessError> {
@@ -25,61 +25,14 @@ pub fn read_tape(path: &Path) -> Result<durasim_sim::Tape, HarnessError> {
         .map_err(|e| HarnessError::Invalid(format!("tape {}: malformed: {e}", path.display())))
 }
 
-/// The story lines, one per remaining fault, then the violation.
-pub fn story_text(lines: &[StoryLine], result: &SeedResult) -> String {
-    let mut out = String::new();
-    for line in lines {
-        out.push_str(&format!(
-            "  {:>12.6} s  {:<12} {:<26} {}\n",
-            line.time.as_secs_f64(),
-            line.process,
-            line.fault,
-            line.detail
-        ));
-    }
-    match result.findings.first() {
-        Some(f) => out.push_str(&format!(
-            "  violation: {} at {:.6} s: {}\n",
-            f.invariant,
-            f.time.as_secs_f64(),
-            f.message
-        )),
-        None => out.push_str(&format!("  verdict: {}\n", result.verdict)),
-    }
-    out
-}
-
-/// The shrink report printed by `durasim shrink`.
+/// The shrink report printed by `durasim shrink`: the deterministic story
+/// plus how long shrinking took.
 pub fn shrink_text(shrunk: &Shrunk, wall_secs: f64) -> String {
-    let spec = &shrunk.spec;
-    let bugs = if spec.params.bugs.is_empty() {
-        String::new()
-    } else {
-        format!(
-            ", bug {}",
-            spec.params
-                .bugs
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(",")
-        )
-    };
-    let mut out = format!(
-        "shrunk {} seed {} ({}{bugs}): {} → {} faults, size {} → {}, {} runs in {:.2} s\n",
-        spec.scenario,
-        spec.seed,
-        spec.profile,
-        shrunk.faults_before,
-        shrunk.faults_after,
-        shrunk.size_before,
-        spec.params.size,
-        shrunk.runs,
-        wall_secs
-    );
-    out.push_str("minimal story (faults in simulated-time order):\n");
-    out.push_str(&story_text(&shrunk.story(), &shrunk.result));
-    out
+    format!(
+        "{} in {wall_secs:.2} s\n{}",
+        shrunk.headline(),
+        shrunk.render_story()
+    )
 }
 
 /// Progress for sweeps: a bar on a terminal, a plain line every 10%

@@ -14,7 +14,7 @@ pub use error::HarnessError;
 pub use runner::{run_seed, RunSpec, SeedLine, SeedResult};
 pub use scenario::{Finding, RunParams, Scenario, ScenarioFuture, ScenarioReport};
 pub use seeds::{SeedRange, Shard};
-pub use shrink::{shrink, story, Shrunk, StoryLine};
+pub use shrink::{render_story, shrink, story, Shrunk, StoryLine};
 pub use sweep::{sweep, SweepItem, SweepPlan, SweepSummary};
 pub use verdict::{FailureClass, Verdict};
 

@@ -214,6 +214,60 @@ impl Shrunk {
     pub fn story(&self) -> Vec<StoryLine> {
         story(&self.result)
     }
+
+    /// One line: what was shrunk, from what to what, in how many runs.
+    pub fn headline(&self) -> String {
+        let spec = &self.spec;
+        let bugs = if spec.params.bugs.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = spec.params.bugs.iter().map(String::as_str).collect();
+            format!(", bug {}", names.join(","))
+        };
+        format!(
+            "shrunk {} seed {} ({}{bugs}): {} → {} faults, size {} → {}, {} runs",
+            spec.scenario,
+            spec.seed,
+            spec.profile,
+            self.faults_before,
+            self.faults_after,
+            self.size_before,
+            spec.params.size,
+            self.runs
+        )
+    }
+
+    /// The minimal story as text: the faults, then the violation.
+    pub fn render_story(&self) -> String {
+        format!(
+            "minimal story (faults in simulated-time order):\n{}",
+            render_story(&self.story(), &self.result)
+        )
+    }
+}
+
+/// Story lines as text, one per fault, then the violation (or verdict).
+pub fn render_story(lines: &[StoryLine], result: &SeedResult) -> String {
+    let mut out = String::new();
+    for line in lines {
+        out.push_str(&format!(
+            "  {:>12.6} s  {:<12} {:<26} {}\n",
+            line.time.as_secs_f64(),
+            line.process,
+            line.fault,
+            line.detail
+        ));
+    }
+    match result.findings.first() {
+        Some(f) => out.push_str(&format!(
+            "  violation: {} at {:.6} s: {}\n",
+            f.invariant,
+            f.time.as_secs_f64(),
+            f.message
+        )),
+        None => out.push_str(&format!("  verdict: {}\n", result.verdict)),
+    }
+    out
 }
 
 /// The faults of a fully traced run, in simulated-time order.
