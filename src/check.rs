@@ -173,7 +173,7 @@ impl Check {
                     summary.failed(),
                     summary.seeds,
                     item.spec.replay_command(),
-                    item.spec.replay_command().replacen(" run ", " shrink ", 1),
+                    item.spec.command("shrink"),
                 )))
             }
         }

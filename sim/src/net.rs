@@ -138,10 +138,18 @@ fn plan(from: ProcessId, to: ProcessId, msg_id: u64) -> Option<(Plan, u32)> {
             return None;
         }
         let net = s.faults.net.clone();
-        let latency = s
-            .chooser
-            .between(&sites::LATENCY, net.latency_us.lo, net.latency_us.hi);
-        if s.chooser.chance(&sites::LOSS, net.loss) {
+        // Every link has its own streams: removing a fault on one link
+        // leaves the decisions of the others where they were.
+        let link = (u64::from(from) << 32 | u64::from(to)) + 1;
+        let label = || format!("{from}->{to}");
+        let span = net.latency_us.hi.saturating_sub(net.latency_us.lo);
+        let latency = net.latency_us.lo
+            + s.chooser
+                .draw_keyed(&sites::LATENCY, link, label, span + 1, |rng| {
+                    use rand::Rng;
+                    rng.gen_range(0..=span)
+                });
+        if s.chooser.chance_keyed(&sites::LOSS, link, label, net.loss) {
             let detail = format!("message {msg_id} {from} -> {to} lost");
             s.fault_fired(Some(from), &sites::LOSS, 1, detail);
             return Some((
@@ -154,14 +162,14 @@ fn plan(from: ProcessId, to: ProcessId, msg_id: u64) -> Option<(Plan, u32)> {
         }
         let mut delays_us = vec![latency];
         let span = net.reorder_delay_ms;
-        let reorder = draw_extra(s, &sites::REORDER, net.reorder, span.lo, span.hi);
+        let reorder = draw_extra(s, &sites::REORDER, link, net.reorder, span.lo, span.hi);
         if reorder > 0 {
             let extra_ms = span.lo + (reorder - 1) % (span.hi - span.lo + 1);
             delays_us[0] += extra_ms * 1000;
             let detail = format!("message {msg_id} {from} -> {to} held back {extra_ms} ms");
             s.fault_fired(Some(from), &sites::REORDER, reorder, detail);
         }
-        let dup = draw_extra(s, &sites::DUPLICATE, net.duplicate, 0, 5000);
+        let dup = draw_extra(s, &sites::DUPLICATE, link, net.duplicate, 0, 5000);
         if dup > 0 {
             let extra_us = (dup - 1) % 5001;
             delays_us.push(latency + extra_us);
@@ -179,9 +187,19 @@ fn plan(from: ProcessId, to: ProcessId, msg_id: u64) -> Option<(Plan, u32)> {
     .flatten()
 }
 
-/// A fault with probability `p` whose value is 1 + a uniform extra in `lo..=hi`.
-fn draw_extra(s: &mut crate::world::State, site: &Site, p: f64, lo: u64, hi: u64) -> u64 {
-    s.chooser.draw(site, u64::MAX, |rng| {
+/// A fault with probability `p` whose value is 1 + a uniform extra in
+/// `lo..=hi`, on `link`'s stream.
+fn draw_extra(
+    s: &mut crate::world::State,
+    site: &Site,
+    link: u64,
+    p: f64,
+    lo: u64,
+    hi: u64,
+) -> u64 {
+    let (from, to) = ((link - 1) >> 32, (link - 1) & 0xffff_ffff);
+    let label = || format!("{from}->{to}");
+    s.chooser.draw_keyed(site, link, label, u64::MAX, |rng| {
         use rand::Rng;
         if p > 0.0 && rng.gen::<f64>() < p {
             1 + rng.gen_range(lo..=hi.max(lo)) - lo

@@ -58,10 +58,19 @@ const LOG_DIR: &str = "log";
 const LOG: &str = "log/data";
 const LOG_NEW: &str = "log/data.new";
 const RECORD: usize = 4 + 24 + 8;
-/// Each record sits alone in a 4096-byte slot (a whole sector at either
-/// supported sector size), so appending a record never rewrites a sector
-/// holding an acknowledged one: a torn append can only damage itself.
-const SLOT: usize = 4096;
+/// Each record sits alone in a slot of one sector, so appending a record
+/// never rewrites a sector holding an acknowledged one: a torn append can
+/// only damage itself. The toy's machines use 512-byte sectors
+/// ([`toy_disk`]); on larger sectors this layout would not be safe.
+const SLOT: usize = 512;
+
+/// The disk the toy's machines run on: 512-byte sectors, the record slot size.
+pub fn toy_disk() -> crate::DiskConfig {
+    crate::DiskConfig {
+        sector_size: SLOT as u32,
+        ..crate::DiskConfig::default()
+    }
+}
 
 fn encode(client: u64, seq: u64, value: u64) -> Vec<u8> {
     let mut body = Vec::with_capacity(24);
@@ -292,7 +301,10 @@ pub fn run_toy(
     requests: u64,
     trace: TraceMode,
 ) -> RunOutcome<ToyReport> {
-    let mut config = RunConfig::new(seed).faults(faults).trace(trace);
+    let mut config = RunConfig::new(seed)
+        .faults(faults)
+        .trace(trace)
+        .disk(toy_disk());
     config.tape = tape;
     run(config, |sim| toy_workload(sim, 2, requests, 1000, false))
 }

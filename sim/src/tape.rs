@@ -302,9 +302,13 @@ enum Source {
     Replay(Tape),
 }
 
-/// The live stream of one site during a run.
+/// The live stream of one site (and key) during a run.
 struct LiveStream {
     site: Site,
+    /// Distinguishes sub-streams of one site (0: the site's own stream).
+    key: u64,
+    /// The stream's name on the tape: the site name, or `site@label`.
+    name: Cow<'static, str>,
     values: Vec<u64>,
 }
 
@@ -314,6 +318,8 @@ pub struct Chooser {
     streams: Vec<LiveStream>,
     decisions: u64,
     faults_by_kind: BTreeMap<&'static str, u64>,
+    /// Stream and position of the latest draw.
+    last: (usize, u32),
 }
 
 impl Chooser {
@@ -336,6 +342,7 @@ impl Chooser {
             streams: Vec::new(),
             decisions: 0,
             faults_by_kind: BTreeMap::new(),
+            last: (0, 0),
         }
     }
 
@@ -344,17 +351,22 @@ impl Chooser {
         matches!(self.source, Source::Replay(_))
     }
 
-    fn stream_index(&mut self, site: &Site) -> usize {
-        // Few sites per run: a linear scan (pointer compare first) beats a map.
-        if let Some(i) = self
-            .streams
-            .iter()
-            .position(|s| std::ptr::eq(s.site.name, site.name) || s.site.name == site.name)
-        {
+    fn stream_index(&mut self, site: &Site, key: u64, label: impl FnOnce() -> String) -> usize {
+        // Few streams per run: a linear scan (pointer compare first) beats a map.
+        if let Some(i) = self.streams.iter().position(|s| {
+            s.key == key && (std::ptr::eq(s.site.name, site.name) || s.site.name == site.name)
+        }) {
             return i;
         }
+        let name = if key == 0 {
+            Cow::Borrowed(site.name)
+        } else {
+            Cow::Owned(format!("{}@{}", site.name, label()))
+        };
         self.streams.push(LiveStream {
             site: *site,
+            key,
+            name,
             values: Vec::new(),
         });
         self.streams.len() - 1
@@ -369,14 +381,30 @@ impl Chooser {
         bound: u64,
         fresh: impl FnOnce(&mut ChaCha8Rng) -> u64,
     ) -> u64 {
+        self.draw_keyed(site, 0, String::new, bound, fresh)
+    }
+
+    /// A draw on the sub-stream `key` of `site` (named `site@label`, the
+    /// label built the first time the key is seen). Decisions about one
+    /// entity (a network link, a file) get their own stream, so removing a
+    /// fault elsewhere does not shift them.
+    pub fn draw_keyed(
+        &mut self,
+        site: &Site,
+        key: u64,
+        label: impl FnOnce() -> String,
+        bound: u64,
+        fresh: impl FnOnce(&mut ChaCha8Rng) -> u64,
+    ) -> u64 {
         let bound = bound.max(1);
-        let i = self.stream_index(site);
+        let i = self.stream_index(site, key, label);
         let position = self.streams[i].values.len();
         let value = match &mut self.source {
             Source::Random(rng) => fresh(rng).min(bound - 1),
-            Source::Replay(tape) => tape.get(site.name, position).min(bound - 1),
+            Source::Replay(tape) => tape.get(&self.streams[i].name, position).min(bound - 1),
         };
         self.streams[i].values.push(value);
+        self.last = (i, position as u32);
         self.decisions += 1;
         if value != 0 {
             if let SiteClass::Fault { kind } = site.class {
@@ -389,6 +417,18 @@ impl Chooser {
     /// A yes/no fault decision that says yes with probability `p`.
     pub fn chance(&mut self, site: &Site, p: f64) -> bool {
         self.draw(site, 2, |rng| u64::from(p > 0.0 && rng.gen::<f64>() < p)) == 1
+    }
+
+    /// [`Chooser::chance`] on sub-stream `key` (see [`Chooser::draw_keyed`]).
+    pub fn chance_keyed(
+        &mut self,
+        site: &Site,
+        key: u64,
+        label: impl FnOnce() -> String,
+        p: f64,
+    ) -> bool {
+        let fresh = |rng: &mut ChaCha8Rng| u64::from(p > 0.0 && rng.gen::<f64>() < p);
+        self.draw_keyed(site, key, label, 2, fresh) == 1
     }
 
     /// A value in `0..n`, uniform in random mode.
@@ -430,23 +470,21 @@ impl Chooser {
                     fault_kind: s.site.fault_kind().map(str::to_string),
                     values: s.values.clone(),
                 };
-                (s.site.name.to_string(), stream)
+                (s.name.to_string(), stream)
             })
             .collect();
         Tape { streams }
     }
 
-    /// Where the next draw at `site` lands (its stream position).
-    pub fn next_index(&self, site: &Site) -> u32 {
-        self.streams
-            .iter()
-            .find(|s| s.site.name == site.name)
-            .map_or(0, |s| s.values.len() as u32)
-    }
-
-    /// Name under which a fault is reported: `site#index`.
-    pub fn label(site: &Site, index: u32) -> Cow<'static, str> {
-        Cow::Owned(format!("{}#{index}", site.name))
+    /// The stream name and position of the latest draw: `name#index`
+    /// names it on the tape.
+    pub fn last_draw(&self) -> (Cow<'static, str>, u32) {
+        let (i, index) = self.last;
+        let name = self
+            .streams
+            .get(i)
+            .map_or(Cow::Borrowed(""), |s| s.name.clone());
+        (name, index)
     }
 }
 

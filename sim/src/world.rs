@@ -208,6 +208,16 @@ pub(crate) struct State {
     pub io_crash_notify: Arc<tokio::sync::Notify>,
 }
 
+/// A non-zero key for a sub-stream, from its identifying bytes.
+pub(crate) fn stream_key(parts: &[&[u8]]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    for part in parts {
+        h.write(part);
+    }
+    h.finish().max(1)
+}
+
 /// Panic message that marks a run stopped by the watchdog.
 const WATCHDOG_PANIC: &str = "durasim watchdog: wall-clock limit reached without the run finishing";
 
@@ -261,21 +271,29 @@ impl State {
     /// At an I/O point of process `id`: draw whether its machine crashes
     /// right now, while the operation is in flight. Returns true when it
     /// did (the caller must then never complete the operation).
-    pub fn maybe_crash_at_io(&mut self, id: ProcessId, what: &str) -> bool {
+    ///
+    /// Each (operation, path) pair has its own stream on the tape
+    /// (`sched.crash_io@sync:log/data`), so "crash during the 26th sync of
+    /// the log" stays that when faults elsewhere are removed.
+    pub fn maybe_crash_at_io(&mut self, id: ProcessId, what: &str, path: &str) -> bool {
         if self.phase != Phase::Fault {
             return false;
         }
         let c = self.faults.crash.clone();
         let span = c.restart_delay_ms;
-        let v = self.chooser.draw(&sites::CRASH_IO, u64::MAX, |rng| {
-            use rand::Rng;
-            if c.crash_per_io <= 0.0 || rng.gen::<f64>() >= c.crash_per_io {
-                return 0;
-            }
-            let delay = rng.gen_range(span.lo..=span.hi) - span.lo;
-            let power = u64::from(rng.gen::<f64>() < c.power_loss_fraction);
-            1 + 2 * delay + power
-        });
+        let key = stream_key(&[what.as_bytes(), b":", path.as_bytes()]);
+        let label = || format!("{what}:{path}");
+        let v = self
+            .chooser
+            .draw_keyed(&sites::CRASH_IO, key, label, u64::MAX, |rng| {
+                use rand::Rng;
+                if c.crash_per_io <= 0.0 || rng.gen::<f64>() >= c.crash_per_io {
+                    return 0;
+                }
+                let delay = rng.gen_range(span.lo..=span.hi) - span.lo;
+                let power = u64::from(rng.gen::<f64>() < c.power_loss_fraction);
+                1 + 2 * delay + power
+            });
         if v == 0 {
             return false;
         }
@@ -287,7 +305,7 @@ impl State {
             "process crash"
         };
         let detail = format!(
-            "{kind} of {} during {what}, restart after {delay_ms} ms",
+            "{kind} of {} during a {what} of {path}, restart after {delay_ms} ms",
             self.process(id).name
         );
         self.fault_fired(Some(id), &sites::CRASH_IO, v, detail);
@@ -306,23 +324,24 @@ impl State {
         value: u64,
         detail: String,
     ) {
-        let index = self.chooser.next_index(site).saturating_sub(1);
-        self.fault_fired_at(process, site, index, value, detail);
+        let at = self.chooser.last_draw();
+        self.fault_fired_at(process, site, at, value, detail);
     }
 
-    /// Record that the draw at position `index` of `site` injected a fault.
+    /// Record that the draw at `at` (stream name, position) of `site`
+    /// injected a fault.
     pub fn fault_fired_at(
         &mut self,
         process: Option<ProcessId>,
         site: &Site,
-        index: u32,
+        (stream, index): (std::borrow::Cow<'static, str>, u32),
         value: u64,
         detail: String,
     ) {
         self.emit(
             process,
             EventKind::Fault {
-                site: site.name.into(),
+                site: stream,
                 kind: site.fault_kind().unwrap_or("value").into(),
                 index,
                 value,

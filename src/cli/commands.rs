@@ -101,10 +101,7 @@ pub fn run(
     if !result.verdict.passed() {
         println!("faults injected, in simulated-time order:");
         print!("{}", render_story(&story(&result), &result));
-        println!(
-            "shrink: {}",
-            spec.replay_command().replacen(" run ", " shrink ", 1)
-        );
+        println!("shrink: {}", spec.command("shrink"));
     }
     if let (Some(path), Some(events)) = (trace, &result.events) {
         write_trace(path, events)?;

@@ -49,8 +49,14 @@ impl RunSpec {
 
     /// The command that reproduces this run from the shell.
     pub fn replay_command(&self) -> String {
+        self.command("run")
+    }
+
+    /// The shell command running `durasim <verb>` (run, shrink) on this
+    /// run's scenario, seed, profile, size and bugs.
+    pub fn command(&self, verb: &str) -> String {
         let mut cmd = format!(
-            "cargo run --release -- run --scenario {} --seed {} --profile {} --size {}",
+            "cargo run --release -- {verb} --scenario {} --seed {} --profile {} --size {}",
             self.scenario, self.seed, self.profile, self.params.size
         );
         for bug in &self.params.bugs {

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use durasim_sim::selftest::toy_workload;
-use durasim_sim::Sim;
+use durasim_sim::selftest::{toy_disk, toy_workload};
+use durasim_sim::{DiskConfig, Sim};
 
 use crate::harness::{Finding, RunParams, Scenario, ScenarioFuture, ScenarioReport};
 
@@ -31,6 +31,10 @@ impl Scenario for ToyLog {
 
     fn default_size(&self) -> u32 {
         30
+    }
+
+    fn disk(&self) -> DiskConfig {
+        toy_disk()
     }
 
     fn time_limit(&self) -> Duration {

@@ -136,13 +136,7 @@ pub(crate) fn power_fail(state: &mut State, process: ProcessId) {
 
 fn emit_notes(state: &mut State, process: ProcessId, notes: Vec<model::FaultNote>) {
     for note in notes {
-        state.fault_fired_at(
-            Some(process),
-            &note.site,
-            note.index,
-            note.value,
-            note.detail,
-        );
+        state.fault_fired_at(Some(process), &note.site, note.at, note.value, note.detail);
     }
 }
 
@@ -181,16 +175,16 @@ impl Disk {
 
     /// Let the operation's latency pass (fails at once if this handle's
     /// incarnation has ended).
-    async fn wait(&self, cost: Cost) -> io::Result<()> {
+    async fn wait(&self, cost: Cost, path: &str) -> io::Result<()> {
         let crashed = {
             let mut s = lock(&self.shared);
             self.check(&s)?;
             let what = match cost {
-                Cost::Write => Some("a write"),
-                Cost::Sync => Some("a sync"),
+                Cost::Write => Some("write"),
+                Cost::Sync => Some("sync"),
                 Cost::Read | Cost::Meta => None,
             };
-            what.is_some_and(|what| s.maybe_crash_at_io(self.process, what))
+            what.is_some_and(|what| s.maybe_crash_at_io(self.process, what, path))
         };
         if crashed {
             // The machine went down with this operation in flight: it never
@@ -274,7 +268,7 @@ impl Disk {
         truncate: bool,
     ) -> io::Result<File> {
         let path = normalize(path)?;
-        self.wait(Cost::Meta).await?;
+        self.wait(Cost::Meta, &path).await?;
         let ino = self.complete(op, |d, _| {
             let ino = if create {
                 d.create(&path, truncate)?
@@ -310,7 +304,7 @@ impl Disk {
     /// directory (both directories when they differ).
     pub async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         let (from, to) = (normalize(from)?, normalize(to)?);
-        self.wait(Cost::Meta).await?;
+        self.wait(Cost::Meta, &to).await?;
         self.complete(DiskOp::Rename, |d, ctx| {
             let atomic = !ctx.faults.non_atomic_rename;
             d.rename(&from, &to, atomic)?;
@@ -321,7 +315,7 @@ impl Disk {
     /// Remove a file or an empty directory (durable after syncing its directory).
     pub async fn remove(&self, path: &str) -> io::Result<()> {
         let path = normalize(path)?;
-        self.wait(Cost::Meta).await?;
+        self.wait(Cost::Meta, &path).await?;
         self.complete(DiskOp::Remove, |d, _| {
             d.remove(&path)?;
             Ok(((), 0, 0, 0))
@@ -331,7 +325,7 @@ impl Disk {
     /// Create a directory (durable after syncing its parent).
     pub async fn create_dir(&self, path: &str) -> io::Result<()> {
         let path = normalize(path)?;
-        self.wait(Cost::Meta).await?;
+        self.wait(Cost::Meta, &path).await?;
         self.complete(DiskOp::CreateDir, |d, _| {
             d.create_dir(&path)?;
             Ok(((), 0, 0, 0))
@@ -357,7 +351,7 @@ impl Disk {
     /// Names directly inside `dir`, sorted.
     pub async fn read_dir(&self, dir: &str) -> io::Result<Vec<String>> {
         let dir = normalize(dir)?;
-        self.wait(Cost::Meta).await?;
+        self.wait(Cost::Meta, &dir).await?;
         self.complete(DiskOp::ReadDir, |d, _| {
             let names = d.read_dir(&dir)?;
             let n = names.len() as u64;
@@ -368,7 +362,7 @@ impl Disk {
     /// Make `dir`'s entry operations (create, rename, remove) durable.
     pub async fn sync_dir(&self, dir: &str) -> io::Result<()> {
         let dir = normalize(dir)?;
-        self.wait(Cost::Sync).await?;
+        self.wait(Cost::Sync, &dir).await?;
         self.complete(DiskOp::SyncDir, |d, _| {
             d.sync_dir(&dir)?;
             Ok(((), 0, 0, 0))
@@ -378,7 +372,7 @@ impl Disk {
     /// True when `path` exists.
     pub async fn exists(&self, path: &str) -> io::Result<bool> {
         let path = normalize(path)?;
-        self.wait(Cost::Meta).await?;
+        self.wait(Cost::Meta, &path).await?;
         self.complete(DiskOp::Open, |d, _| Ok((d.exists(&path), 0, 0, 0)))
     }
 
@@ -414,7 +408,7 @@ impl File {
 
     /// Read up to `len` bytes at `offset` (short at end of file).
     pub async fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        self.disk.wait(Cost::Read).await?;
+        self.disk.wait(Cost::Read, &self.path).await?;
         let ino = self.ino;
         self.disk.complete(DiskOp::Read, |d, _| {
             let bytes = d.read_at(ino, offset, len)?;
@@ -425,7 +419,7 @@ impl File {
 
     /// Write `data` at `offset`.
     pub async fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.disk.wait(Cost::Write).await?;
+        self.disk.wait(Cost::Write, &self.path).await?;
         let ino = self.ino;
         self.disk.complete(DiskOp::Write, |d, c| {
             d.write_at(ino, offset, data, c.chooser, c.faults, c.notes)?;
@@ -435,7 +429,7 @@ impl File {
 
     /// Append `data`; returns the offset it landed at.
     pub async fn append(&self, data: &[u8]) -> io::Result<u64> {
-        self.disk.wait(Cost::Write).await?;
+        self.disk.wait(Cost::Write, &self.path).await?;
         let ino = self.ino;
         self.disk.complete(DiskOp::Write, |d, c| {
             let offset = d.append(ino, data, c.chooser, c.faults, c.notes)?;
@@ -445,7 +439,7 @@ impl File {
 
     /// Truncate or extend (with zeros).
     pub async fn set_len(&self, len: u64) -> io::Result<()> {
-        self.disk.wait(Cost::Write).await?;
+        self.disk.wait(Cost::Write, &self.path).await?;
         let ino = self.ino;
         self.disk.complete(DiskOp::SetLen, |d, c| {
             d.set_len(ino, len, c.chooser, c.faults, c.notes)?;
@@ -473,7 +467,7 @@ impl File {
                 .get(self.disk.process as usize)
                 .map_or(0, DiskState::issue_seq)
         };
-        self.disk.wait(Cost::Sync).await?;
+        self.disk.wait(Cost::Sync, &self.path).await?;
         let ino = self.ino;
         self.disk.complete(DiskOp::Fsync, |d, c| {
             d.fsync(ino, issued, c.chooser, c.faults, c.notes)?;

@@ -72,8 +72,8 @@ pub mod sites {
 pub struct FaultNote {
     /// Where it was drawn.
     pub site: Site,
-    /// Its position in the site's stream.
-    pub index: u32,
+    /// The stream and position it was drawn at (`stream#index` on the tape).
+    pub at: (std::borrow::Cow<'static, str>, u32),
     /// The drawn value.
     pub value: u64,
     /// What it did.
@@ -438,7 +438,7 @@ impl DiskState {
         if faults.enospc > 0.0 && chooser.chance(&sites::ENOSPC, faults.enospc) {
             notes.push(FaultNote {
                 site: sites::ENOSPC,
-                index: chooser.next_index(&sites::ENOSPC).saturating_sub(1),
+                at: chooser.last_draw(),
                 value: 1,
                 detail: format!("write to inode {ino} fails with ENOSPC"),
             });
@@ -538,7 +538,7 @@ impl DiskState {
         if faults.fsync_eio > 0.0 && chooser.chance(&sites::FSYNC_EIO, faults.fsync_eio) {
             notes.push(FaultNote {
                 site: sites::FSYNC_EIO,
-                index: chooser.next_index(&sites::FSYNC_EIO).saturating_sub(1),
+                at: chooser.last_draw(),
                 value: 1,
                 detail: format!(
                     "fsync of inode {ino} fails with EIO; its {covered} unsynced write(s) settle sector by sector"
@@ -573,7 +573,7 @@ impl DiskState {
                     inode.media_faults += 1;
                     notes.push(FaultNote {
                         site: sites::LOST_WRITE,
-                        index: chooser.next_index(&sites::LOST_WRITE).saturating_sub(1),
+                        at: chooser.last_draw(),
                         value: 1,
                         detail: format!(
                             "write of {} bytes at {offset} to inode {ino} silently lost",
@@ -589,7 +589,7 @@ impl DiskState {
                     inode.media_faults += 1;
                     notes.push(FaultNote {
                         site: sites::MISDIRECT,
-                        index: chooser.next_index(&sites::MISDIRECT).saturating_sub(1),
+                        at: chooser.last_draw(),
                         value: 1,
                         detail: format!(
                             "write at {offset} to inode {ino} lands at {} instead",
@@ -632,7 +632,7 @@ impl DiskState {
                 let shown = if dir.is_empty() { "/" } else { dir.as_str() };
                 notes.push(FaultNote {
                     site: sites::CRASH_DIR,
-                    index: chooser.next_index(&sites::CRASH_DIR).saturating_sub(1),
+                    at: chooser.last_draw(),
                     value: dropped,
                     detail: format!(
                         "power loss reverts the last {dropped} of {n} unsynced entry op(s) in `{shown}`"
@@ -706,7 +706,7 @@ fn settle_file_after_power_loss(
             if verdict > 0 {
                 notes.push(FaultNote {
                     site: sites::CRASH_UNSYNCED,
-                    index: chooser.next_index(&sites::CRASH_UNSYNCED).saturating_sub(1),
+                    at: chooser.last_draw(),
                     value: verdict,
                     detail: format!(
                         "power loss drops the last {verdict} of {n} unsynced write(s) to inode {ino}"
@@ -719,7 +719,7 @@ fn settle_file_after_power_loss(
         } else {
             notes.push(FaultNote {
                 site: sites::CRASH_UNSYNCED,
-                index: chooser.next_index(&sites::CRASH_UNSYNCED).saturating_sub(1),
+                at: chooser.last_draw(),
                 value: verdict,
                 detail: format!(
                     "power loss leaves inode {ino}'s {n} unsynced write(s) settled sector by sector"
@@ -766,7 +766,7 @@ fn settle_sectors(
     let final_len = if target.len() != old.len() && chooser.below(len_site, 2) == 1 {
         notes.push(FaultNote {
             site: *len_site,
-            index: chooser.next_index(len_site).saturating_sub(1),
+            at: chooser.last_draw(),
             value: 1,
             detail: format!(
                 "inode {ino} keeps its old length {} instead of {}",
@@ -780,11 +780,14 @@ fn settle_sectors(
     };
     let mut out = old.to_vec();
     out.resize(final_len, 0);
-    let byte = |image: &[u8], i: usize| image.get(i).copied().unwrap_or(0);
+    // `target` zero-extended to `final_len`: the bytes each sector would
+    // hold if its write landed.
+    let mut landed = target.to_vec();
+    landed.resize(final_len, 0);
     let mut start = 0;
     while start < final_len {
         let end = (start + sector).min(final_len);
-        let differs = (start..end).any(|i| byte(target, i) != out[i]);
+        let differs = landed[start..end] != out[start..end];
         if differs {
             // Whole-sector mode only draws new (0) or old (1).
             let bound = if within { u64::MAX } else { 2 };
@@ -799,9 +802,9 @@ fn settle_sectors(
             let fate = v % FATES;
             let split = start + ((v / FATES) as usize % sector).min(end - start);
             match fate {
-                0 => (start..end).for_each(|i| out[i] = byte(target, i)),
+                0 => out[start..end].copy_from_slice(&landed[start..end]),
                 1 => {}
-                2 => (start..split).for_each(|i| out[i] = byte(target, i)),
+                2 => out[start..split].copy_from_slice(&landed[start..split]),
                 3 => out[start..end].fill(0),
                 _ => {
                     let mut x = v | 1;
@@ -818,7 +821,7 @@ fn settle_sectors(
                 let what = ["kept", "reverted", "torn", "zeroed", "garbage"][fate as usize];
                 notes.push(FaultNote {
                     site: *sector_site,
-                    index: chooser.next_index(sector_site).saturating_sub(1),
+                    at: chooser.last_draw(),
                     value: v,
                     detail: format!(
                         "inode {ino} bytes {start}..{end}: unsynced sector {what}{}",
@@ -867,7 +870,7 @@ fn place_media_faults(
             inode.bad_sectors.insert(v - 1);
             notes.push(FaultNote {
                 site: sites::LATENT,
-                index: chooser.next_index(&sites::LATENT).saturating_sub(1),
+                at: chooser.last_draw(),
                 value: v,
                 detail: format!("inode {ino} sector {} becomes unreadable", v - 1),
             });
@@ -892,7 +895,7 @@ fn place_media_faults(
             inode.current = inode.durable.clone();
             notes.push(FaultNote {
                 site: sites::CORRUPT,
-                index: chooser.next_index(&sites::CORRUPT).saturating_sub(1),
+                at: chooser.last_draw(),
                 value: v,
                 detail: format!("inode {ino} bit {bit} flips silently"),
             });
