@@ -20,3 +20,8 @@ pub use check::{check, default_jobs, Check, CheckFailure};
 pub use durasim_models as models;
 pub use durasim_sim as sim;
 pub use durasim_sim::Profile;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
