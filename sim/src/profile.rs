@@ -147,6 +147,9 @@ pub struct CrashFaults {
     pub clock_jump_per_s: f64,
     /// Largest clock jump, ms (either direction).
     pub clock_jump_ms_max: u64,
+    /// Largest initial clock skew of a process, ms (either direction):
+    /// each process starts with its own offset from simulated time.
+    pub clock_skew_ms_max: u64,
 }
 
 impl Default for CrashFaults {
@@ -160,6 +163,7 @@ impl Default for CrashFaults {
             pause_ms: Span::new(5, 200),
             clock_jump_per_s: 0.0,
             clock_jump_ms_max: 500,
+            clock_skew_ms_max: 0,
         }
     }
 }
@@ -305,6 +309,7 @@ impl FaultConfig {
         self.crash.crash_per_io = (0.002 * scale).min(1.0);
         self.crash.pause_per_s = 0.3 * scale;
         self.crash.clock_jump_per_s = 0.2 * scale;
+        self.crash.clock_skew_ms_max = 200;
         self
     }
 

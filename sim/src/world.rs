@@ -245,6 +245,28 @@ impl State {
         }
     }
 
+    /// The initial clock skew of new process `id` (0 unless the profile
+    /// sets `clock_skew_ms_max`).
+    fn draw_initial_skew(&mut self, id: ProcessId, name: &str) -> i64 {
+        let max = self.faults.crash.clock_skew_ms_max;
+        if max == 0 {
+            return 0;
+        }
+        let v = self.chooser.draw(&sites::CLOCK_SKEW, u64::MAX, |rng| {
+            use rand::Rng;
+            1 + 2 * rng.gen_range(0..=max) + u64::from(rng.gen_bool(0.5))
+        });
+        if v == 0 {
+            return 0;
+        }
+        let ms = ((v - 1) / 2) % (max + 1);
+        let nanos = i64::try_from(ms * 1_000_000).unwrap_or(i64::MAX);
+        let skew = if (v - 1) % 2 == 1 { -nanos } else { nanos };
+        let detail = format!("clock of {name}#{id} starts {skew:+} ns off");
+        self.fault_fired(Some(id), &sites::CLOCK_SKEW, v, detail);
+        skew
+    }
+
     /// Mark `id` crashed now: its handles go stale at once and, with
     /// `power_loss`, its disk goes through the crash model. Returns the node
     /// to kill (`None` if it was already down).
@@ -525,6 +547,8 @@ pub mod sites {
     pub const PAUSE: Site = Site::fault("sched.pause", "pause");
     /// Make a process's clock jump (value encodes size and sign).
     pub const CLOCK_JUMP: Site = Site::fault("sched.clock_jump", "clock-jump");
+    /// A process's initial clock skew (value: 1 + 2·ms + negative).
+    pub const CLOCK_SKEW: Site = Site::fault("sched.clock_skew", "clock-skew");
     /// Start a partition (value encodes shape, ends and length).
     pub const PARTITION: Site = Site::fault("sched.partition", "partition");
 }
@@ -540,13 +564,14 @@ impl Sim {
         let id = {
             let mut s = lock(&self.shared);
             let id = s.processes.len() as ProcessId;
+            let skew_nanos = s.draw_initial_skew(id, name);
             s.processes.push(Process {
                 name,
                 node: None,
                 incarnation: 0,
                 status: Status::Crashed,
                 crash_epoch: 0,
-                skew_nanos: 0,
+                skew_nanos,
             });
             let disk = DiskState::new(s.disk_config.clone());
             s.disks.push(disk);

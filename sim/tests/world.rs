@@ -213,6 +213,42 @@ fn clock_jumps_skew_a_process_wall_clock() {
     );
 }
 
+#[test]
+fn processes_start_with_their_own_clock_skew() {
+    let faults = FaultConfig {
+        crash: durasim_sim::profile::CrashFaults {
+            clock_skew_ms_max: 100,
+            ..Default::default()
+        },
+        ..FaultConfig::none()
+    };
+    let outcome = run(config(8).faults(faults), |sim: Sim| async move {
+        let skews: Arc<Mutex<Vec<i128>>> = Arc::default();
+        for _ in 0..4 {
+            let out = skews.clone();
+            sim.spawn_process("p", move |_ctx| {
+                let out = out.clone();
+                async move {
+                    let skew = i128::from(clock::wall_now().as_nanos())
+                        - i128::from(clock::now().as_nanos());
+                    out.lock().expect("lock").push(skew);
+                }
+            });
+        }
+        sim.sleep(Duration::from_millis(5)).await;
+        let v = skews.lock().expect("lock").clone();
+        v
+    });
+    let skews = outcome.result.expect("run");
+    assert_eq!(skews.len(), 4);
+    assert!(skews.iter().all(|s| s.abs() <= 100_000_000), "{skews:?}");
+    let distinct: std::collections::BTreeSet<_> = skews.iter().collect();
+    assert!(
+        distinct.len() > 1,
+        "every process had the same skew: {skews:?}"
+    );
+}
+
 /// Send `n` numbered messages from one process to another under `faults`;
 /// return what arrived, in order.
 fn deliveries(seed: u64, faults: FaultConfig, n: u64, partition: bool) -> Vec<u64> {
