@@ -31,6 +31,25 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+fn canary_spec(seed: u64) -> RunSpec {
+    let scenario = scenarios::find("toy-log").expect("registered");
+    let mut spec = RunSpec::new(scenario, seed, Profile::Swarm);
+    spec.params.bugs.insert("toy-ack-before-fsync".into());
+    spec
+}
+
+/// The canary's first failing swarm seed, found one run at a time.
+fn first_canary_failure() -> u64 {
+    let scenario = scenarios::find("toy-log").expect("registered");
+    (0..200)
+        .find(|&seed| {
+            !run_seed(scenario, &canary_spec(seed), None)
+                .verdict
+                .passed()
+        })
+        .expect("the canary fails within 200 seeds")
+}
+
 #[test]
 fn bad_input_exits_2_with_a_clear_message() {
     let cases: &[(&[&str], &str)] = &[
@@ -166,12 +185,13 @@ fn a_passing_run_exits_0_and_a_failing_one_exits_1() {
         "chaos",
     ]);
     assert_eq!(pass.status.code(), Some(0), "{}", stderr(&pass));
+    let seed = first_canary_failure().to_string();
     let fail = durasim(&[
         "run",
         "--scenario",
         "toy-log",
         "--seed",
-        "18",
+        &seed,
         "--profile",
         "swarm",
         "--bug",
@@ -259,8 +279,7 @@ fn sweep_summary_table_snapshot() {
 #[test]
 fn shrink_story_snapshot() {
     let scenario = scenarios::find("toy-log").expect("registered");
-    let mut spec = RunSpec::new(scenario, 18, Profile::Swarm);
-    spec.params.bugs.insert("toy-ack-before-fsync".into());
+    let spec = canary_spec(first_canary_failure());
     let failing = run_seed(scenario, &spec, None);
     let shrunk = shrink(scenario, &spec, &failing).expect("shrinks");
     insta::assert_snapshot!(
