@@ -418,6 +418,21 @@ impl CommitClient {
     pub fn commit_seq(&self) -> u64 {
         lock_recovering(&self.state).commit_seq
     }
+
+    /// A consistent read of `page`: the commit seq to use as the basis of
+    /// a write, and the page's latest version at that seq.
+    pub fn read_snapshot(&self, page: u32) -> (u64, Option<PageVersion>) {
+        let state = lock_recovering(&self.state);
+        (state.commit_seq, state.latest(page).cloned())
+    }
+
+    /// The commit that applied `event_id`, if any.
+    pub fn applied_seq(&self, event_id: u64) -> Option<u64> {
+        lock_recovering(&self.state)
+            .applied_events
+            .get(&event_id)
+            .copied()
+    }
 }
 
 /// Control of a running coordinator.

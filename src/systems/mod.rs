@@ -4,9 +4,13 @@
 //! - [`wal_format`], [`wal`]: the write-ahead log on `SimDisk` and its
 //!   recovery (spec 01, spec 07).
 //! - [`group_commit`]: spec 01's group commit coordinator.
+//! - [`backoff`]: spec 02's backoff policy and retry loop.
+//! - [`committed_write`]: spec 02's read-modify-write event handlers.
 //! - [`record`]: the event recorder every system writes its history into.
 
+pub mod backoff;
 pub mod channel;
+pub mod committed_write;
 pub mod group_commit;
 pub mod record;
 pub mod wal;
