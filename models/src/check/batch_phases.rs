@@ -1,0 +1,286 @@
+//! D5 publish-after-fsync: no version visible and no `Committed` answer
+//! before its batch's fsync returned OK; a failed fsync never leads to an
+//! acknowledgement of that batch.
+//!
+//! Verifies, per batch: the phases come in order (validate → WAL append →
+//! fsync → publish), each once; a batch is published only after its first
+//! fsync returned OK (a failed fsync followed by a "successful" retry does
+//! not count: fsyncgate), only if its WAL append succeeded, not after a
+//! server crash, and with one commit sequence number per valid request.
+//! Per client: every `Committed` acknowledgement (attempt result or `Ok`
+//! outcome) is backed by a publication of that very attempt, under that
+//! sequence number, no later than the acknowledgement.
+//!
+//! Does not verify: that validation was right (D8), the numbering of
+//! published commits (D4), durability after a crash (D1), reads (see
+//! `reads`). Batches with no valid request may skip WAL and fsync; this
+//! file does not judge batching efficiency.
+
+use crate::history::{AttemptResult, BatchId, BatchRequest, CommitSeq, OkValue, OpId, Outcome, SimTime, Verdict};
+use crate::id_map::IdMap;
+use crate::violation::{InvariantId, Secs};
+
+use super::Report;
+
+#[derive(Debug, Clone, Copy)]
+struct Appended {
+    ok: bool,
+    epoch: u64,
+    first_position: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fsynced {
+    time: SimTime,
+    ok: bool,
+    retried_after_failure: bool,
+}
+
+#[derive(Debug)]
+struct BatchSlot<'h> {
+    requests: &'h [BatchRequest],
+    valid: usize,
+    appended: Option<Appended>,
+    fsync: Option<Fsynced>,
+    published: bool,
+}
+
+/// The batch registry and D5's state.
+#[derive(Debug, Default)]
+pub(crate) struct BatchPhases<'h> {
+    batches: IdMap<BatchSlot<'h>>,
+    epoch: u64,
+    /// Latest publication per op: (attempt, commit seq, time).
+    published_by_op: IdMap<(u32, CommitSeq, SimTime)>,
+}
+
+fn ops_of(requests: &[BatchRequest]) -> Vec<OpId> {
+    requests.iter().filter_map(|r| r.origin.map(|o| o.op)).collect()
+}
+
+impl<'h> BatchPhases<'h> {
+    /// Returns whether this is the batch's first validation.
+    pub(crate) fn on_validated(
+        &mut self,
+        time: SimTime,
+        batch: BatchId,
+        requests: &'h [BatchRequest],
+        report: &mut Report,
+    ) -> bool {
+        if self.batches.contains(batch) {
+            report.add(
+                InvariantId::D5,
+                time,
+                ops_of(requests),
+                format!("malformed history: batch {batch} is validated twice"),
+            );
+            return false;
+        }
+        let valid = requests.iter().filter(|r| r.verdict == Verdict::Valid).count();
+        self.batches.insert(
+            batch,
+            BatchSlot {
+                requests,
+                valid,
+                appended: None,
+                fsync: None,
+                published: false,
+            },
+        );
+        true
+    }
+
+    /// Returns the batch's requests when this is its first WAL append.
+    pub(crate) fn on_wal_appended(
+        &mut self,
+        time: SimTime,
+        batch: BatchId,
+        ok: bool,
+        report: &mut Report,
+    ) -> Option<&'h [BatchRequest]> {
+        let epoch = self.epoch;
+        let Some(slot) = self.batches.get_mut(batch) else {
+            report.add(
+                InvariantId::D5,
+                time,
+                vec![],
+                format!("malformed history: WAL append of batch {batch}, which was never validated"),
+            );
+            return None;
+        };
+        if slot.appended.is_some() {
+            report.add(
+                InvariantId::D5,
+                time,
+                ops_of(slot.requests),
+                format!("batch {batch} is appended to the WAL twice"),
+            );
+            return None;
+        }
+        slot.appended = Some(Appended {
+            ok,
+            epoch,
+            first_position: 0,
+        });
+        Some(slot.requests)
+    }
+
+    /// Record where the batch's first frame landed in the epoch's log.
+    pub(crate) fn set_first_position(&mut self, batch: BatchId, first_position: usize) {
+        if let Some(Some(appended)) = self.batches.get_mut(batch).map(|slot| slot.appended.as_mut()) {
+            appended.first_position = first_position;
+        }
+    }
+
+    pub(crate) fn on_fsync(&mut self, time: SimTime, batch: BatchId, ok: bool, report: &mut Report) {
+        let Some(slot) = self.batches.get_mut(batch) else {
+            report.add(
+                InvariantId::D5,
+                time,
+                vec![],
+                format!("malformed history: fsync of batch {batch}, which was never validated"),
+            );
+            return;
+        };
+        if slot.appended.is_none() {
+            report.add(
+                InvariantId::D5,
+                time,
+                ops_of(slot.requests),
+                format!("batch {batch} is fsynced before its WAL append"),
+            );
+        }
+        match &mut slot.fsync {
+            None => {
+                slot.fsync = Some(Fsynced {
+                    time,
+                    ok,
+                    retried_after_failure: false,
+                })
+            }
+            Some(first) if !first.ok => first.retried_after_failure = true,
+            Some(_) => {}
+        }
+    }
+
+    /// Check a publication; returns the batch's first frame position and
+    /// requests when its frames exist in the current epoch.
+    pub(crate) fn on_published(
+        &mut self,
+        time: SimTime,
+        batch: BatchId,
+        commit_seqs: &[CommitSeq],
+        report: &mut Report,
+    ) -> Option<(usize, &'h [BatchRequest])> {
+        let epoch = self.epoch;
+        let Some(slot) = self.batches.get_mut(batch) else {
+            report.add(
+                InvariantId::D5,
+                time,
+                vec![],
+                format!("malformed history: batch {batch} is published but was never validated"),
+            );
+            return None;
+        };
+        let ops = ops_of(slot.requests);
+        if slot.published {
+            report.add(InvariantId::D5, time, ops, format!("batch {batch} is published twice"));
+            return None;
+        }
+        slot.published = true;
+        let problem = match (slot.appended, slot.fsync) {
+            (None, _) => Some(format!("batch {batch} is published before its WAL append")),
+            (Some(_), None) => Some(format!("batch {batch} is published before its fsync returned")),
+            (Some(_), Some(fsync)) if !fsync.ok && fsync.retried_after_failure => Some(format!(
+                "batch {batch} is published after its fsync failed at {} and was retried: a retried fsync does not make the lost writes durable",
+                Secs(fsync.time)
+            )),
+            (Some(_), Some(fsync)) if !fsync.ok => Some(format!(
+                "batch {batch} is published although its fsync failed at {}",
+                Secs(fsync.time)
+            )),
+            (Some(_), Some(fsync)) if fsync.time > time => Some(format!(
+                "batch {batch} is published at {}, before its fsync returned at {}",
+                Secs(time),
+                Secs(fsync.time)
+            )),
+            (Some(appended), Some(_)) if !appended.ok => {
+                Some(format!("batch {batch} is published although its WAL append failed"))
+            }
+            (Some(appended), Some(_)) if appended.epoch != epoch => {
+                Some(format!("batch {batch} is published after a server crash lost its in-flight state"))
+            }
+            _ if commit_seqs.len() != slot.valid => Some(format!(
+                "batch {batch} publishes {} commit seqs for {} valid requests",
+                commit_seqs.len(),
+                slot.valid
+            )),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            report.add(InvariantId::D5, time, ops, problem);
+        }
+        let valid_requests = slot.requests.iter().filter(|r| r.verdict == Verdict::Valid);
+        for (request, seq) in valid_requests.zip(commit_seqs) {
+            if let Some(origin) = request.origin {
+                self.published_by_op.insert(origin.op, (origin.attempt, *seq, time));
+            }
+        }
+        let appended = slot.appended?;
+        (appended.epoch == epoch).then_some((appended.first_position, slot.requests))
+    }
+
+    pub(crate) fn on_crash(&mut self) {
+        self.epoch = self.epoch.saturating_add(1);
+    }
+
+    pub(crate) fn on_attempt_ended(
+        &mut self,
+        time: SimTime,
+        op: OpId,
+        attempt: u32,
+        result: &AttemptResult,
+        report: &mut Report,
+    ) {
+        if let AttemptResult::Committed { commit_seq } = result {
+            self.check_ack(time, op, Some(attempt), *commit_seq, report);
+        }
+    }
+
+    pub(crate) fn on_complete(&mut self, time: SimTime, op: OpId, outcome: &Outcome, report: &mut Report) {
+        if let Outcome::Ok(OkValue::Committed { commit_seq }) = outcome {
+            self.check_ack(time, op, None, *commit_seq, report);
+        }
+    }
+
+    fn check_ack(&self, time: SimTime, op: OpId, attempt: Option<u32>, seq: CommitSeq, report: &mut Report) {
+        let what = match attempt {
+            Some(attempt) => format!("op {op} attempt {attempt}"),
+            None => format!("op {op}"),
+        };
+        match self.published_by_op.get(op) {
+            Some(&(published_attempt, published_seq, published_at))
+                if published_seq == seq && attempt.is_none_or(|a| a == published_attempt) =>
+            {
+                if published_at > time {
+                    report.add(
+                        InvariantId::D5,
+                        time,
+                        vec![op],
+                        format!(
+                            "{what} was acknowledged as commit seq {seq} at {}, before its batch was published at {}",
+                            Secs(time),
+                            Secs(published_at)
+                        ),
+                    );
+                }
+            }
+            _ => report.add(
+                InvariantId::D5,
+                time,
+                vec![op],
+                format!("{what} was acknowledged as commit seq {seq}, but no batch published it after a successful fsync"),
+            ),
+        }
+    }
+}

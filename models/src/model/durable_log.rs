@@ -1,0 +1,660 @@
+//! The durable commit log model (spec 08, "How the durable-log model
+//! thinks").
+//!
+//! Between two recoveries (an *epoch*) the WAL only grows: every valid
+//! request of a batch that reached `WalAppended` becomes the next frame, and
+//! frame `p` of the epoch is commit sequence number `base + p + 1`, where
+//! `base` is the length of the log the last recovery exposed. For a
+//! recovery, each commit is in one of three sets:
+//! - **must exist**: everything the previous recovery exposed (D1, second
+//!   clause) and every published frame (published = answered `Committed`
+//!   and made visible);
+//! - **may exist**: appended but unpublished frames (fsync pending, failed,
+//!   or crash before publish; outcome unknown to the client);
+//! - **must not exist**: anything never appended — including requests
+//!   validation rejected.
+//!
+//! The recovered log must be the previous log, then a prefix of this
+//! epoch's frames containing every published one, numbered 1, 2, 3, … with
+//! no gaps. A frame is matched by its txn id, event id and writes. Because
+//! the next epoch starts from what recovery exposed, an operation with an
+//! unknown outcome takes effect at most once and every later recovery
+//! agrees on whether it did: a frame dropped by one recovery can never
+//! reappear, and one exposed can never disappear.
+//!
+//! A system that keeps appending after a failed fsync therefore breaks the
+//! numbering unless it also exposes the failed frames: the model assumes
+//! fail-stop after a failed fsync (the fsyncgate lesson, spec 07).
+//!
+//! Not modelled here: page state (see [`crate::model::page_store`]), batch
+//! phases, client acknowledgements.
+
+use std::collections::BTreeMap;
+
+use crate::history::{
+    AttemptRef, BatchId, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, SimTime, TxnId,
+};
+use crate::id_map::IdSet;
+
+/// One frame appended in the current epoch.
+#[derive(Debug, Clone)]
+pub struct Frame<'h> {
+    /// The request it holds.
+    pub request: &'h BatchRequest,
+    /// The batch that appended it.
+    pub batch: BatchId,
+    /// Set once its batch published it.
+    pub published: Option<Publication>,
+}
+
+/// When and as what a frame was published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publication {
+    /// The commit sequence number assigned.
+    pub seq: CommitSeq,
+    /// When.
+    pub time: SimTime,
+}
+
+/// A commit the model expected, for explaining findings.
+#[derive(Debug, Clone, Copy)]
+pub enum Expected<'h> {
+    /// A commit the previous recovery exposed (observed at `observed_at`).
+    Observed {
+        /// The entry.
+        entry: &'h LogEntry,
+        /// When it was observed.
+        observed_at: SimTime,
+    },
+    /// A frame of the current epoch.
+    Frame {
+        /// Its commit sequence number by log position.
+        seq: CommitSeq,
+        /// The request.
+        request: &'h BatchRequest,
+        /// Its publication, if any.
+        published: Option<Publication>,
+    },
+}
+
+impl Expected<'_> {
+    /// The expected commit's txn id.
+    pub fn txn_id(&self) -> TxnId {
+        match self {
+            Expected::Observed { entry, .. } => entry.txn_id,
+            Expected::Frame { request, .. } => request.txn_id,
+        }
+    }
+
+    /// The client attempt behind it, when known.
+    pub fn origin(&self) -> Option<AttemptRef> {
+        match self {
+            Expected::Observed { .. } => None,
+            Expected::Frame { request, .. } => request.origin,
+        }
+    }
+}
+
+/// Something the model does not allow, found at publish or recovery.
+#[derive(Debug, Clone)]
+pub enum LogFinding<'h> {
+    /// A frame was published under a sequence number other than its log
+    /// position's.
+    PublishedOutOfPosition {
+        /// Its position's sequence number.
+        expected: CommitSeq,
+        /// The one assigned.
+        assigned: CommitSeq,
+        /// The request.
+        request: &'h BatchRequest,
+    },
+    /// An event id already applied in this lineage was published again.
+    EventPublishedTwice {
+        /// The event id.
+        event_id: EventId,
+        /// The second commit's sequence number.
+        seq: CommitSeq,
+        /// The request.
+        request: &'h BatchRequest,
+    },
+    /// Recovered sequence numbers are not 1, 2, 3, … in log order.
+    SeqOutOfOrder {
+        /// The entry's index in the recovered log.
+        index: usize,
+        /// Its sequence number.
+        seq: CommitSeq,
+        /// The one expected there.
+        expected: CommitSeq,
+    },
+    /// A must-exist commit is absent from the recovered log.
+    MustExistMissing {
+        /// What was expected.
+        expected: Expected<'h>,
+        /// Its sequence number.
+        seq: CommitSeq,
+    },
+    /// A recovered entry holds a strict subset of its commit's writes.
+    Partial {
+        /// The entry.
+        entry: &'h LogEntry,
+        /// How many writes the commit has.
+        writes_expected: usize,
+    },
+    /// A recovered entry is its commit with different data.
+    Corrupt {
+        /// The entry.
+        entry: &'h LogEntry,
+    },
+    /// A recovered entry is an issued commit at the wrong sequence number.
+    Misplaced {
+        /// The entry.
+        entry: &'h LogEntry,
+        /// The sequence number it was issued at.
+        issued_seq: CommitSeq,
+    },
+    /// A recovered entry is a request validation rejected.
+    RejectedPresent {
+        /// The entry.
+        entry: &'h LogEntry,
+        /// The request as rejected.
+        request: &'h BatchRequest,
+    },
+    /// A recovered entry was never issued.
+    Phantom {
+        /// The entry.
+        entry: &'h LogEntry,
+    },
+    /// Two recovered entries carry one event id.
+    EventRecoveredTwice {
+        /// The event id.
+        event_id: EventId,
+        /// The later entry's sequence number.
+        seq: CommitSeq,
+    },
+    /// Recovery ran again over the same durable state (nothing appended in
+    /// between) and exposed something different.
+    NotIdempotent {
+        /// When the previous recovery finished.
+        previous_at: SimTime,
+        /// What differs, for humans.
+        difference: String,
+    },
+}
+
+type Identity = (TxnId, Option<EventId>);
+
+/// The durable log's state; see the module docs.
+#[derive(Debug, Default)]
+pub struct DurableLog<'h> {
+    base: &'h [LogEntry],
+    base_observed_at: SimTime,
+    frames: Vec<Frame<'h>>,
+    base_events: IdSet,
+    epoch_events: IdSet,
+    ever_applied: IdSet,
+    rejected: BTreeMap<Identity, Vec<&'h BatchRequest>>,
+    last_recovery: Option<(SimTime, &'h [LogEntry], Option<&'h [PageVersion]>)>,
+    appended_since_recovery: bool,
+}
+
+impl<'h> DurableLog<'h> {
+    /// An empty log before any commit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The sequence number frame `position` of this epoch stands for.
+    pub fn seq_of_position(&self, position: usize) -> CommitSeq {
+        (self.base.len() as u64).saturating_add(position as u64).saturating_add(1)
+    }
+
+    /// The frames appended in this epoch.
+    pub fn frames(&self) -> &[Frame<'h>] {
+        &self.frames
+    }
+
+    /// The log the last recovery exposed.
+    pub fn base(&self) -> &'h [LogEntry] {
+        self.base
+    }
+
+    /// Whether `event_id` was ever published or exposed by a recovery.
+    pub fn ever_applied(&self, event_id: EventId) -> bool {
+        self.ever_applied.contains(event_id)
+    }
+
+    /// Validation rejected `request`: it must never be exposed.
+    pub fn note_rejected(&mut self, request: &'h BatchRequest) {
+        self.rejected
+            .entry((request.txn_id, request.event_id))
+            .or_default()
+            .push(request);
+    }
+
+    /// `request` becomes the next frame; returns its position.
+    pub fn append(&mut self, batch: BatchId, request: &'h BatchRequest) -> usize {
+        self.appended_since_recovery = true;
+        self.frames.push(Frame {
+            request,
+            batch,
+            published: None,
+        });
+        self.frames.len() - 1
+    }
+
+    /// Frame `position` was published as `seq` at `time`.
+    pub fn publish(&mut self, position: usize, seq: CommitSeq, time: SimTime) -> Vec<LogFinding<'h>> {
+        let expected = self.seq_of_position(position);
+        let Some(frame) = self.frames.get_mut(position) else {
+            return Vec::new();
+        };
+        if frame.published.is_some() {
+            return Vec::new();
+        }
+        frame.published = Some(Publication { seq, time });
+        let request = frame.request;
+        let mut findings = Vec::new();
+        if seq != expected {
+            findings.push(LogFinding::PublishedOutOfPosition {
+                expected,
+                assigned: seq,
+                request,
+            });
+        }
+        if let Some(event_id) = request.event_id {
+            self.ever_applied.insert(event_id);
+            if self.base_events.contains(event_id) || !self.epoch_events.insert(event_id) {
+                findings.push(LogFinding::EventPublishedTwice {
+                    event_id,
+                    seq,
+                    request,
+                });
+            }
+        }
+        findings
+    }
+
+    /// Recovery at `time` exposed `log` (and `state`); a new epoch starts
+    /// from it. `corruption_from` excuses must-exist commits from that
+    /// sequence number on (recovery detected and reported their loss).
+    pub fn recover(
+        &mut self,
+        time: SimTime,
+        log: &'h [LogEntry],
+        state: Option<&'h [PageVersion]>,
+        corruption_from: Option<CommitSeq>,
+    ) -> Vec<LogFinding<'h>> {
+        let mut findings = Vec::new();
+        if let Some((previous_at, previous_log, previous_state)) = self.last_recovery {
+            if !self.appended_since_recovery {
+                // Same durable state as last time: the answer must not change.
+                let difference = if previous_log != log {
+                    Some(describe_log_difference(previous_log, log))
+                } else if previous_state != state {
+                    Some("the recovered page state differs".to_string())
+                } else {
+                    None
+                };
+                if let Some(difference) = difference {
+                    findings.push(LogFinding::NotIdempotent {
+                        previous_at,
+                        difference,
+                    });
+                    self.start_epoch(time, log, state, false, &mut findings);
+                }
+                self.last_recovery = Some((time, log, state));
+                return findings;
+            }
+        }
+        let excused = |seq: CommitSeq| corruption_from.is_some_and(|from| seq >= from);
+        let ordered = check_numbering(log, &mut findings);
+        let by_seq = SeqLookup::new(log, ordered);
+        let mut indexes = LazyIndexes::default();
+        let mut base_intact = true;
+
+        for observed in self.base {
+            let expected = Expected::Observed {
+                entry: observed,
+                observed_at: self.base_observed_at,
+            };
+            match by_seq.get(observed.seq) {
+                Some(entry) if entry == observed => continue,
+                Some(entry) => findings.push(self.classify(entry, Some(&expected), &mut indexes)),
+                None => {}
+            }
+            base_intact = false;
+            if !excused(observed.seq) && !indexes.log_holds(log, observed.txn_id, observed.event_id, &observed.writes) {
+                findings.push(LogFinding::MustExistMissing {
+                    expected,
+                    seq: observed.seq,
+                });
+            }
+        }
+
+        for (position, frame) in self.frames.iter().enumerate() {
+            let seq = self.seq_of_position(position);
+            let request = frame.request;
+            let expected = Expected::Frame {
+                seq,
+                request,
+                published: frame.published,
+            };
+            match by_seq.get(seq) {
+                Some(entry) if same_commit(entry, request) => continue,
+                Some(entry) => findings.push(self.classify(entry, Some(&expected), &mut indexes)),
+                None => {}
+            }
+            if frame.published.is_some()
+                && !excused(seq)
+                && !indexes.log_holds(log, request.txn_id, request.event_id, &request.writes)
+            {
+                findings.push(LogFinding::MustExistMissing { expected, seq });
+            }
+        }
+
+        let issued_top = self.seq_of_position(self.frames.len()).saturating_sub(1);
+        for entry in log {
+            if entry.seq == 0 || entry.seq > issued_top {
+                findings.push(self.classify(entry, None, &mut indexes));
+            }
+        }
+        self.start_epoch(time, log, state, base_intact, &mut findings);
+        self.last_recovery = Some((time, log, state));
+        findings
+    }
+
+    /// Adopt `log` as the new base and record its event ids.
+    fn start_epoch(
+        &mut self,
+        time: SimTime,
+        log: &'h [LogEntry],
+        _state: Option<&'h [PageVersion]>,
+        base_intact: bool,
+        findings: &mut Vec<LogFinding<'h>>,
+    ) {
+        // With the old base intact as a prefix, only the new suffix needs
+        // its event ids recorded; otherwise start over from the whole log.
+        let new_entries = if base_intact {
+            log.get(self.base.len()..).unwrap_or(&[])
+        } else {
+            self.base_events.clear();
+            log
+        };
+        for entry in new_entries {
+            if let Some(event_id) = entry.event_id {
+                self.ever_applied.insert(event_id);
+                if !self.base_events.insert(event_id) {
+                    findings.push(LogFinding::EventRecoveredTwice {
+                        event_id,
+                        seq: entry.seq,
+                    });
+                }
+            }
+        }
+        self.base = log;
+        self.base_observed_at = time;
+        self.frames.clear();
+        self.epoch_events.clear();
+        self.appended_since_recovery = false;
+    }
+
+    /// Explain a recovered entry that is not the commit expected at its
+    /// sequence number (`expected`, or nothing issued there).
+    fn classify(
+        &self,
+        entry: &'h LogEntry,
+        expected: Option<&Expected<'h>>,
+        indexes: &mut LazyIndexes<'h>,
+    ) -> LogFinding<'h> {
+        if let Some(expected) = expected {
+            let (txn_id, event_id, writes) = match expected {
+                Expected::Observed { entry, .. } => (entry.txn_id, entry.event_id, &entry.writes),
+                Expected::Frame { request, .. } => (request.txn_id, request.event_id, &request.writes),
+            };
+            if entry.txn_id == txn_id && entry.event_id == event_id {
+                let subset = entry.writes.len() < writes.len() && entry.writes.iter().all(|w| writes.contains(w));
+                return if subset {
+                    LogFinding::Partial {
+                        entry,
+                        writes_expected: writes.len(),
+                    }
+                } else {
+                    LogFinding::Corrupt { entry }
+                };
+            }
+        }
+        if let Some(issued_seq) = indexes.issued_seq_of(self, entry) {
+            return LogFinding::Misplaced { entry, issued_seq };
+        }
+        let rejected = self.rejected.get(&(entry.txn_id, entry.event_id)).and_then(|requests| {
+            requests.iter().copied().find(|request| same_commit(entry, request))
+        });
+        match rejected {
+            Some(request) => LogFinding::RejectedPresent { entry, request },
+            None => LogFinding::Phantom { entry },
+        }
+    }
+}
+
+/// Whether a recovered entry is the commit `request` asked for.
+pub fn same_commit(entry: &LogEntry, request: &BatchRequest) -> bool {
+    entry.txn_id == request.txn_id && entry.event_id == request.event_id && entry.writes == request.writes
+}
+
+/// Report every place where seq does not follow its predecessor by one
+/// (the first must be 1). Returns whether the numbering is exactly
+/// 1, 2, 3, … (then entry `seq` sits at index `seq − 1`).
+fn check_numbering<'h>(log: &'h [LogEntry], findings: &mut Vec<LogFinding<'h>>) -> bool {
+    let mut ordered = true;
+    let mut previous: CommitSeq = 0;
+    for (index, entry) in log.iter().enumerate() {
+        let expected = previous.saturating_add(1);
+        if entry.seq != expected {
+            ordered = false;
+            findings.push(LogFinding::SeqOutOfOrder {
+                index,
+                seq: entry.seq,
+                expected,
+            });
+        }
+        previous = entry.seq;
+    }
+    ordered
+}
+
+fn describe_log_difference(previous: &[LogEntry], now: &[LogEntry]) -> String {
+    let first_difference = previous.iter().zip(now).position(|(a, b)| a != b);
+    match first_difference {
+        Some(index) => format!(
+            "the recovered logs first differ at entry {} (seq {} before, seq {} now)",
+            index + 1,
+            previous.get(index).map_or(0, |e| e.seq),
+            now.get(index).map_or(0, |e| e.seq)
+        ),
+        None => format!(
+            "the recovered log had {} commits before and {} now",
+            previous.len(),
+            now.len()
+        ),
+    }
+}
+
+/// Find a recovered entry by sequence number: by index when the log is
+/// numbered 1, 2, 3, …, else through a map (first entry per seq wins).
+struct SeqLookup<'h> {
+    log: &'h [LogEntry],
+    map: Option<BTreeMap<CommitSeq, &'h LogEntry>>,
+}
+
+impl<'h> SeqLookup<'h> {
+    fn new(log: &'h [LogEntry], ordered: bool) -> Self {
+        let map = (!ordered).then(|| {
+            let mut map = BTreeMap::new();
+            for entry in log {
+                map.entry(entry.seq).or_insert(entry);
+            }
+            map
+        });
+        Self { log, map }
+    }
+
+    fn get(&self, seq: CommitSeq) -> Option<&'h LogEntry> {
+        match &self.map {
+            Some(map) => map.get(&seq).copied(),
+            None => {
+                let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+                self.log.get(index)
+            }
+        }
+    }
+}
+
+/// Identity indexes built only when a recovery has something to explain,
+/// so that a clean recovery stays linear without them.
+#[derive(Default)]
+struct LazyIndexes<'h> {
+    log: Option<BTreeMap<Identity, Vec<&'h LogEntry>>>,
+    issued: Option<BTreeMap<Identity, Vec<(CommitSeq, &'h [crate::history::PageWrite])>>>,
+}
+
+impl<'h> LazyIndexes<'h> {
+    fn log_holds(
+        &mut self,
+        log: &'h [LogEntry],
+        txn_id: TxnId,
+        event_id: Option<EventId>,
+        writes: &[crate::history::PageWrite],
+    ) -> bool {
+        let index = self.log.get_or_insert_with(|| {
+            let mut index: BTreeMap<Identity, Vec<&'h LogEntry>> = BTreeMap::new();
+            for entry in log {
+                index.entry((entry.txn_id, entry.event_id)).or_default().push(entry);
+            }
+            index
+        });
+        index
+            .get(&(txn_id, event_id))
+            .is_some_and(|entries| entries.iter().any(|entry| entry.writes == writes))
+    }
+
+    fn issued_seq_of(&mut self, model: &DurableLog<'h>, entry: &LogEntry) -> Option<CommitSeq> {
+        let index = self.issued.get_or_insert_with(|| {
+            let mut index: BTreeMap<Identity, Vec<(CommitSeq, &'h [crate::history::PageWrite])>> = BTreeMap::new();
+            for observed in model.base {
+                index
+                    .entry((observed.txn_id, observed.event_id))
+                    .or_default()
+                    .push((observed.seq, &observed.writes));
+            }
+            for (position, frame) in model.frames.iter().enumerate() {
+                let request = frame.request;
+                index
+                    .entry((request.txn_id, request.event_id))
+                    .or_default()
+                    .push((model.seq_of_position(position), &request.writes));
+            }
+            index
+        });
+        index
+            .get(&(entry.txn_id, entry.event_id))?
+            .iter()
+            .find(|(seq, writes)| *seq != entry.seq && *writes == entry.writes.as_slice())
+            .map(|(seq, _)| *seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{PageWrite, Verdict};
+
+    fn request(txn_id: TxnId, event_id: EventId, page: u32) -> BatchRequest {
+        BatchRequest {
+            origin: Some(AttemptRef { op: event_id, attempt: 1 }),
+            txn_id,
+            event_id: Some(event_id),
+            snapshot_seq: 0,
+            writes: vec![PageWrite { page, value: txn_id }],
+            verdict: Verdict::Valid,
+        }
+    }
+
+    fn entry(seq: CommitSeq, request: &BatchRequest) -> LogEntry {
+        LogEntry {
+            seq,
+            txn_id: request.txn_id,
+            event_id: request.event_id,
+            writes: request.writes.clone(),
+        }
+    }
+
+    #[test]
+    fn a_prefix_holding_every_published_frame_is_accepted() {
+        let requests = [request(1, 1, 1), request(2, 2, 2), request(3, 3, 3)];
+        let mut model = DurableLog::new();
+        for r in &requests {
+            model.append(1, r);
+        }
+        assert!(model.publish(0, 1, 10).is_empty());
+        let log = vec![entry(1, &requests[0]), entry(2, &requests[1])];
+        assert!(model.recover(20, &log, None, None).is_empty());
+        assert!(model.ever_applied(2), "recovered unknown frame counts as applied");
+        // Recovering again with nothing appended must give the same answer.
+        assert!(model.recover(30, &log, None, None).is_empty());
+        let shorter = vec![entry(1, &requests[0])];
+        assert!(matches!(
+            model.recover(40, &shorter, None, None)[..],
+            [LogFinding::NotIdempotent { previous_at: 30, .. }]
+        ));
+    }
+
+    #[test]
+    fn losing_a_published_frame_or_an_observed_commit_is_found() {
+        let requests = [request(1, 1, 1), request(2, 2, 2)];
+        let mut model = DurableLog::new();
+        model.append(1, &requests[0]);
+        model.publish(0, 1, 10);
+        assert!(matches!(
+            model.recover(20, &[], None, None)[..],
+            [LogFinding::MustExistMissing { seq: 1, .. }]
+        ));
+
+        let mut model = DurableLog::new();
+        model.append(1, &requests[0]);
+        let first = vec![entry(1, &requests[0])];
+        assert!(model.recover(20, &first, None, None).is_empty());
+        model.append(2, &requests[1]);
+        assert!(matches!(
+            model.recover(30, &[], None, None)[..],
+            [LogFinding::MustExistMissing {
+                expected: Expected::Observed { observed_at: 20, .. },
+                seq: 1
+            }]
+        ));
+    }
+
+    #[test]
+    fn strangers_in_the_log_are_classified() {
+        let requests = [request(1, 1, 1), request(2, 2, 2)];
+        let mut rejected = request(9, 9, 9);
+        rejected.verdict = Verdict::Conflict { reason: "page 9".into() };
+        let mut model = DurableLog::new();
+        model.note_rejected(&rejected);
+        model.append(1, &requests[0]);
+        model.append(1, &requests[1]);
+        let mut torn = entry(1, &requests[0]);
+        torn.writes[0].value = 77;
+        let log = vec![torn, entry(2, &rejected), entry(3, &requests[1])];
+        let findings = model.recover(20, &log, None, None);
+        let kinds: Vec<&str> = findings
+            .iter()
+            .map(|f| match f {
+                LogFinding::Corrupt { .. } => "corrupt",
+                LogFinding::RejectedPresent { .. } => "rejected",
+                LogFinding::Misplaced { issued_seq: 2, .. } => "misplaced",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, vec!["corrupt", "rejected", "misplaced"]);
+    }
+}

@@ -1,0 +1,9 @@
+//! Reference models: small, sequential, obviously correct descriptions of
+//! what each system may do. Checkers replay a history through them.
+
+pub mod backoff;
+pub mod channel;
+pub mod durable_log;
+pub mod page_store;
+pub mod queue;
+pub mod repair;

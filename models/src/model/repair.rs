@@ -1,0 +1,308 @@
+//! The repair lifecycle of one commit (spec 03) and the XOR parity code
+//! its repair symbols use.
+//!
+//! Lifecycle, one event at a time with per-commit event numbers 1, 2, 3, …:
+//! `CommitDurable`, then either `CommitAcked` (repair disabled:
+//! `NotScheduled`) or `DurableButNotRepairable` (`Pending`) and
+//! `CommitAcked`; then `RepairStarted` → `RepairCompleted` | `RepairFailed`,
+//! or `RepairFailed` straight away (scheduling failed, or cancelled before
+//! start). A crash sends a running repair back to `Pending`; recovery must
+//! start it again or mark it `Failed` — which, after a crash, is allowed
+//! even for a commit whose acknowledgement the crash swallowed.
+//!
+//! Parity: the systematic bytes are cut into `shard_size` shards (last one
+//! zero-padded) and the parity shard is their XOR. Verification recomputes
+//! the parity and then rebuilds every shard as if it alone were lost, from
+//! the parity and the other shards, the way a decoder would.
+//!
+//! Not modelled: other erasure codes (more than one lost shard per stripe),
+//! the timing of repairs (L1 and D9 look at quiescence only).
+
+use crate::history::{RepairEventKind, RepairState, RepairSymbols};
+
+/// Where a commit is in its repair lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// No event yet.
+    Unknown,
+    /// `CommitDurable` seen.
+    Durable,
+    /// Acked with repair disabled.
+    AckedWithoutRepair,
+    /// Waiting for a repair task.
+    Pending {
+        /// Whether `CommitAcked` has been seen.
+        acked: bool,
+    },
+    /// A repair task is running.
+    Running {
+        /// Whether `CommitAcked` has been seen.
+        acked: bool,
+    },
+    /// Repair symbols durable.
+    Completed,
+    /// Failed, loudly.
+    Failed,
+}
+
+/// A break of the lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepairBreach {
+    /// Per-commit event numbers must go 1, 2, 3, …
+    EventOutOfSequence {
+        /// Expected number.
+        expected: u32,
+        /// Recorded number.
+        got: u32,
+    },
+    /// The event is not allowed in the current stage.
+    UnexpectedEvent {
+        /// The stage.
+        stage: Stage,
+        /// The event.
+        event: RepairEventKind,
+    },
+}
+
+/// One commit's lifecycle; see the module docs.
+#[derive(Debug, Clone)]
+pub struct RepairLifecycle {
+    stage: Stage,
+    events_seen: u32,
+    crashed_while_open: bool,
+}
+
+impl Default for RepairLifecycle {
+    fn default() -> Self {
+        Self {
+            stage: Stage::Unknown,
+            events_seen: 0,
+            crashed_while_open: false,
+        }
+    }
+}
+
+impl RepairLifecycle {
+    /// A commit with no events yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current stage.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The state `repair_state_for(seq)` should report now.
+    pub fn state(&self) -> RepairState {
+        match self.stage {
+            Stage::Unknown | Stage::Durable | Stage::AckedWithoutRepair => RepairState::NotScheduled,
+            Stage::Pending { .. } | Stage::Running { .. } => RepairState::Pending,
+            Stage::Completed => RepairState::Completed,
+            Stage::Failed => RepairState::Failed,
+        }
+    }
+
+    /// The server crashed: a running repair is pending again.
+    pub fn crash(&mut self) {
+        match self.stage {
+            Stage::Running { acked } | Stage::Pending { acked } => {
+                self.stage = Stage::Pending { acked };
+                self.crashed_while_open = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// Apply event number `event_seq`.
+    pub fn apply(&mut self, event_seq: u32, event: RepairEventKind) -> Vec<RepairBreach> {
+        let mut breaches = Vec::new();
+        let expected = self.events_seen.saturating_add(1);
+        if event_seq != expected {
+            breaches.push(RepairBreach::EventOutOfSequence {
+                expected,
+                got: event_seq,
+            });
+        }
+        self.events_seen = self.events_seen.max(event_seq);
+        match self.next_stage(event) {
+            Some(next) => self.stage = next,
+            None => breaches.push(RepairBreach::UnexpectedEvent {
+                stage: self.stage,
+                event,
+            }),
+        }
+        breaches
+    }
+
+    fn next_stage(&self, event: RepairEventKind) -> Option<Stage> {
+        use RepairEventKind as E;
+        let recovered = self.crashed_while_open;
+        match (self.stage, event) {
+            (Stage::Unknown, E::CommitDurable) => Some(Stage::Durable),
+            (Stage::Durable, E::CommitAcked) => Some(Stage::AckedWithoutRepair),
+            (Stage::Durable, E::DurableButNotRepairable) => Some(Stage::Pending { acked: false }),
+            (Stage::Pending { acked: false }, E::CommitAcked) => Some(Stage::Pending { acked: true }),
+            (Stage::Pending { acked }, E::RepairStarted) if acked || recovered => Some(Stage::Running { acked }),
+            (Stage::Pending { acked }, E::RepairFailed) if acked || recovered => Some(Stage::Failed),
+            (Stage::Running { .. }, E::RepairCompleted) => Some(Stage::Completed),
+            (Stage::Running { .. }, E::RepairFailed) => Some(Stage::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Why repair symbols do not protect their systematic bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParityError {
+    /// Shard size 0.
+    ZeroShardSize,
+    /// The parity is not one shard long.
+    ParityLength {
+        /// `shard_size`.
+        expected: usize,
+        /// Its length.
+        got: usize,
+    },
+    /// The parity is not the XOR of the shards.
+    ParityMismatch {
+        /// First differing byte of the parity shard.
+        offset: usize,
+    },
+    /// A shard, if lost, would not be rebuilt from the others and the parity.
+    ShardNotRecoverable {
+        /// The shard.
+        shard: usize,
+    },
+}
+
+/// The XOR parity shard of `systematic` cut into `shard_size` shards.
+pub fn xor_parity(systematic: &[u8], shard_size: usize) -> Vec<u8> {
+    let mut parity = vec![0_u8; shard_size];
+    if shard_size == 0 {
+        return parity;
+    }
+    for shard in systematic.chunks(shard_size) {
+        for (p, byte) in parity.iter_mut().zip(shard) {
+            *p ^= byte;
+        }
+    }
+    parity
+}
+
+/// Check `symbols`: parity recomputed, and each shard rebuilt alone.
+pub fn verify_symbols(symbols: &RepairSymbols) -> Result<(), ParityError> {
+    let shard_size = usize::try_from(symbols.shard_size).unwrap_or(usize::MAX);
+    if shard_size == 0 {
+        return Err(ParityError::ZeroShardSize);
+    }
+    if symbols.parity.len() != shard_size {
+        return Err(ParityError::ParityLength {
+            expected: shard_size,
+            got: symbols.parity.len(),
+        });
+    }
+    let recomputed = xor_parity(&symbols.systematic, shard_size);
+    if let Some(offset) = recomputed.iter().zip(&symbols.parity).position(|(a, b)| a != b) {
+        return Err(ParityError::ParityMismatch { offset });
+    }
+    // Erase each shard in turn and decode it from the parity and the other
+    // shards. Suffix XORs keep this O(bytes) instead of O(shards²).
+    let shards: Vec<&[u8]> = symbols.systematic.chunks(shard_size).collect();
+    let mut suffix = vec![vec![0_u8; shard_size]; shards.len() + 1];
+    for index in (0..shards.len()).rev() {
+        let (head, tail) = suffix.split_at_mut(index + 1);
+        if let (Some(out), Some(next), Some(shard)) = (head.last_mut(), tail.first(), shards.get(index)) {
+            xor_into(out, next);
+            xor_into(out, shard);
+        }
+    }
+    let mut prefix = vec![0_u8; shard_size];
+    for (index, shard) in shards.iter().enumerate() {
+        let mut rebuilt = symbols.parity.clone();
+        xor_into(&mut rebuilt, &prefix);
+        if let Some(after) = suffix.get(index + 1) {
+            xor_into(&mut rebuilt, after);
+        }
+        let padded_matches = rebuilt.iter().enumerate().all(|(offset, byte)| *byte == shard.get(offset).copied().unwrap_or(0));
+        if !padded_matches {
+            return Err(ParityError::ShardNotRecoverable { shard: index });
+        }
+        xor_into(&mut prefix, shard);
+    }
+    Ok(())
+}
+
+fn xor_into(target: &mut [u8], source: &[u8]) {
+    for (t, s) in target.iter_mut().zip(source) {
+        *t ^= s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use RepairEventKind as E;
+
+    fn run(events: &[RepairEventKind]) -> (RepairLifecycle, Vec<RepairBreach>) {
+        let mut lifecycle = RepairLifecycle::new();
+        let mut breaches = Vec::new();
+        for (index, event) in events.iter().enumerate() {
+            breaches.extend(lifecycle.apply(index as u32 + 1, *event));
+        }
+        (lifecycle, breaches)
+    }
+
+    #[test]
+    fn the_spec_03_paths_are_accepted() {
+        let completed = [E::CommitDurable, E::DurableButNotRepairable, E::CommitAcked, E::RepairStarted, E::RepairCompleted];
+        let (lifecycle, breaches) = run(&completed);
+        assert!(breaches.is_empty());
+        assert_eq!(lifecycle.state(), RepairState::Completed);
+        let (lifecycle, breaches) = run(&[E::CommitDurable, E::CommitAcked]);
+        assert!(breaches.is_empty());
+        assert_eq!(lifecycle.state(), RepairState::NotScheduled);
+        let (lifecycle, breaches) = run(&[E::CommitDurable, E::DurableButNotRepairable, E::CommitAcked, E::RepairFailed]);
+        assert!(breaches.is_empty());
+        assert_eq!(lifecycle.state(), RepairState::Failed);
+    }
+
+    #[test]
+    fn a_crash_sends_a_running_repair_back_to_pending() {
+        let (mut lifecycle, _) = run(&[E::CommitDurable, E::DurableButNotRepairable, E::CommitAcked, E::RepairStarted]);
+        lifecycle.crash();
+        assert_eq!(lifecycle.state(), RepairState::Pending);
+        assert!(lifecycle.apply(5, E::RepairStarted).is_empty());
+        assert!(lifecycle.apply(6, E::RepairCompleted).is_empty());
+    }
+
+    #[test]
+    fn acked_before_durable_and_numbering_gaps_are_breaches() {
+        let (_, breaches) = run(&[E::CommitAcked]);
+        assert!(matches!(breaches[..], [RepairBreach::UnexpectedEvent { stage: Stage::Unknown, .. }]));
+        let mut lifecycle = RepairLifecycle::new();
+        assert_eq!(
+            lifecycle.apply(2, E::CommitDurable),
+            vec![RepairBreach::EventOutOfSequence { expected: 1, got: 2 }]
+        );
+        let (_, breaches) = run(&[E::CommitDurable, E::DurableButNotRepairable, E::RepairStarted]);
+        assert_eq!(breaches.len(), 1, "repair may not start before the ack unless a crash intervened");
+    }
+
+    #[test]
+    fn parity_is_recomputed_and_every_shard_rebuilds() {
+        let systematic: Vec<u8> = (0..23).map(|i| (i * 37 + 5) as u8).collect();
+        let parity = xor_parity(&systematic, 4);
+        let good = RepairSymbols { shard_size: 4, systematic: systematic.clone(), parity: parity.clone() };
+        assert_eq!(verify_symbols(&good), Ok(()));
+        let mut flipped = good.clone();
+        flipped.parity[2] ^= 1;
+        assert_eq!(verify_symbols(&flipped), Err(ParityError::ParityMismatch { offset: 2 }));
+        let short = RepairSymbols { parity: parity[..3].to_vec(), ..good.clone() };
+        assert!(matches!(verify_symbols(&short), Err(ParityError::ParityLength { .. })));
+        let zero = RepairSymbols { shard_size: 0, ..good };
+        assert_eq!(verify_symbols(&zero), Err(ParityError::ZeroShardSize));
+        let empty = RepairSymbols { shard_size: 8, systematic: vec![], parity: vec![0; 8] };
+        assert_eq!(verify_symbols(&empty), Ok(()));
+    }
+}
