@@ -199,8 +199,11 @@ impl Wal {
                 return Err(WalError::Corrupt(other));
             }
         };
-        let prefix = bytes.get(..valid_len as usize).unwrap_or(bytes.as_slice());
-        let file = rewrite(disk, &config, prefix).await?;
+        // The valid prefix, padded back to its block-aligned length if the
+        // last batch lost some of its zero padding.
+        let mut prefix = bytes;
+        prefix.resize(valid_len as usize, 0);
+        let file = rewrite(disk, &config, &prefix).await?;
         let Scan { batches, .. } = scan;
         let frames: Vec<(u64, Frame)> = batches.into_iter().flat_map(|b| b.frames).collect();
         let recovery = Recovery {

@@ -306,10 +306,14 @@ pub fn scan(bytes: &[u8], block: u64, contiguous_seqs: bool) -> Scan {
         at = batch.end;
         batches.push(batch);
     }
+    // `at` may pass the image's end when the last batch is whole but lost
+    // some of its zero padding: the valid length stays block-aligned (the
+    // recovery pads the image back), so the next batch starts on a fresh
+    // block.
     Scan {
         batches,
         outcome: ScanOutcome::Clean {
-            valid_len: at.min(len),
+            valid_len: at,
             torn_tail_bytes: 0,
         },
     }
@@ -365,17 +369,33 @@ mod tests {
             }
         );
         let (c, _) = encode_batch(&[frame(3)], DEFAULT_BLOCK);
-        let mut tail = [log.clone(), c[..100].to_vec()].concat();
-        tail[50] ^= 1; // undo: only the tail is damaged now
-        let scan2 = super::scan(&tail, DEFAULT_BLOCK, true);
+        log[50] ^= 1; // undo: from here on only the tail is damaged
+        let torn = [log.clone(), c[..70].to_vec()].concat();
+        let scan2 = super::scan(&torn, DEFAULT_BLOCK, true);
         assert_eq!(
             scan2.outcome,
             ScanOutcome::Clean {
                 valid_len: 2 * DEFAULT_BLOCK,
-                torn_tail_bytes: 100
+                torn_tail_bytes: 70
             }
         );
         assert_eq!(scan2.frames().count(), 2);
+    }
+
+    #[test]
+    fn a_whole_last_batch_missing_only_padding_is_kept_and_the_length_stays_aligned() {
+        let (a, _) = encode_batch(&[frame(1)], DEFAULT_BLOCK);
+        let (b, _) = encode_batch(&[frame(2)], DEFAULT_BLOCK);
+        let image = [a, b[..HEADER_LEN + 58].to_vec()].concat();
+        let scanned = scan(&image, DEFAULT_BLOCK, true);
+        assert_eq!(
+            scanned.outcome,
+            ScanOutcome::Clean {
+                valid_len: 2 * DEFAULT_BLOCK,
+                torn_tail_bytes: 0
+            }
+        );
+        assert_eq!(scanned.frames().count(), 2);
     }
 
     #[test]
