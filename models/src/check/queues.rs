@@ -112,7 +112,7 @@ fn explain(time: SimTime, queue: QueueId, item: ItemId, breach: QueueBreach, rep
     let (invariant, message) = match breach {
         QueueBreach::OverCapacity { capacity } => (
             InvariantId::D12,
-            format!("queue {queue}: item {item} is enqueued while the queue is full ({capacity} items)"),
+            format!("queue {queue}: item {item} is enqueued while the queue is full (capacity {capacity})"),
         ),
         QueueBreach::OccupancyMismatch { expected, recorded } => (
             InvariantId::D12,

@@ -317,12 +317,10 @@ impl<'h> DurableLog<'h> {
                 entry: observed,
                 observed_at: self.base_observed_at,
             };
-            match by_seq.get(observed.seq) {
-                Some(entry) if entry == observed => continue,
-                Some(entry) => findings.push(self.classify(entry, Some(&expected), &mut indexes)),
-                None => {}
+            base_intact &= by_seq.get(observed.seq) == Some(observed);
+            if !self.explain_mismatch(by_seq.get(observed.seq), observed.seq, &expected, &mut indexes, &mut findings) {
+                continue;
             }
-            base_intact = false;
             if !excused(observed.seq) && !indexes.log_holds(log, observed.txn_id, observed.event_id, &observed.writes) {
                 findings.push(LogFinding::MustExistMissing {
                     expected,
@@ -339,10 +337,8 @@ impl<'h> DurableLog<'h> {
                 request,
                 published: frame.published,
             };
-            match by_seq.get(seq) {
-                Some(entry) if same_commit(entry, request) => continue,
-                Some(entry) => findings.push(self.classify(entry, Some(&expected), &mut indexes)),
-                None => {}
+            if !self.explain_mismatch(by_seq.get(seq), seq, &expected, &mut indexes, &mut findings) {
+                continue;
             }
             if frame.published.is_some()
                 && !excused(seq)
@@ -396,6 +392,34 @@ impl<'h> DurableLog<'h> {
         self.frames.clear();
         self.epoch_events.clear();
         self.appended_since_recovery = false;
+    }
+
+    /// Compare what recovery exposes at `seq` with what was expected there.
+    /// Returns whether the expected commit may be missing from the log (so
+    /// the caller checks the must-exist rule): not when it is there, nor
+    /// when it is there damaged (partial or corrupt: one diagnosis).
+    fn explain_mismatch(
+        &self,
+        found: Option<&'h LogEntry>,
+        seq: CommitSeq,
+        expected: &Expected<'h>,
+        indexes: &mut LazyIndexes<'h>,
+        findings: &mut Vec<LogFinding<'h>>,
+    ) -> bool {
+        let Some(entry) = found else {
+            return true;
+        };
+        let matches = match expected {
+            Expected::Observed { entry: observed, .. } => entry == *observed,
+            Expected::Frame { request, .. } => same_commit(entry, request),
+        };
+        if matches || entry.seq != seq {
+            return !matches;
+        }
+        let finding = self.classify(entry, Some(expected), indexes);
+        let damaged_in_place = matches!(finding, LogFinding::Partial { .. } | LogFinding::Corrupt { .. });
+        findings.push(finding);
+        !damaged_in_place
     }
 
     /// Explain a recovered entry that is not the commit expected at its
@@ -472,7 +496,7 @@ fn describe_log_difference(previous: &[LogEntry], now: &[LogEntry]) -> String {
             now.get(index).map_or(0, |e| e.seq)
         ),
         None => format!(
-            "the recovered log had {} commits before and {} now",
+            "the recovered log held {} commit(s) before and {} now",
             previous.len(),
             now.len()
         ),
