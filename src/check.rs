@@ -15,13 +15,16 @@ use std::time::Duration;
 
 use durasim_sim::Profile;
 
-use crate::harness::{sweep, HarnessError, RunParams, SeedRange, SweepPlan, SweepSummary};
+use crate::harness::{
+    sweep, HarnessError, Registry, RunParams, SeedRange, SweepPlan, SweepSummary,
+};
 use crate::scenarios;
 
 /// A pending check of one scenario over seeds; see the module docs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "a check does nothing until .run()"]
 pub struct Check {
+    registry: Registry,
     scenario: String,
     seeds: Range<u64>,
     profile: Profile,
@@ -32,7 +35,14 @@ pub struct Check {
 
 /// Start a check of `scenario` (seeds 0..100, `swarm` profile by default).
 pub fn check(scenario: &str) -> Check {
+    check_in(scenarios::registry(), scenario)
+}
+
+/// Start a check of `scenario` from `registry` (your own scenarios: see
+/// [`Registry`]).
+pub fn check_in(registry: Registry, scenario: &str) -> Check {
     Check {
+        registry,
         scenario: scenario.to_string(),
         seeds: 0..100,
         profile: Profile::Swarm,
@@ -137,9 +147,14 @@ impl Check {
     /// Run, returning the summary or the first failure.
     pub fn try_run(self) -> Result<SweepSummary, CheckFailure> {
         let this = self.with_env().map_err(CheckFailure::Input)?;
-        let scenario = scenarios::find(&this.scenario).map_err(CheckFailure::Input)?;
+        let scenario = this
+            .registry
+            .find(&this.scenario)
+            .map_err(CheckFailure::Input)?;
         for bug in &this.bugs {
-            scenarios::check_bug(scenario.name(), bug).map_err(CheckFailure::Input)?;
+            this.registry
+                .check_bug(scenario.name(), bug)
+                .map_err(CheckFailure::Input)?;
         }
         let plan = SweepPlan {
             scenario,

@@ -9,14 +9,16 @@
 //!   known-bug catalogue.
 //! - [`harness`]: seeded runs, sweeps, shrinking, the regression corpus.
 //! - [`check`]: the one-line test API.
+//! - [`strategies`]: proptest strategies over simulations.
 
 mod check;
 pub mod cli;
 pub mod harness;
 pub mod scenarios;
+pub mod strategies;
 pub mod systems;
 
-pub use check::{check, default_jobs, Check, CheckFailure};
+pub use check::{check, check_in, default_jobs, Check, CheckFailure};
 pub use durasim_models as models;
 pub use durasim_sim as sim;
 pub use durasim_sim::Profile;

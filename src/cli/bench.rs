@@ -7,13 +7,19 @@ use std::time::{Duration, Instant};
 use durasim_sim::Profile;
 
 use super::Outcome;
-use crate::harness::{run_seed, shrink, sweep, HarnessError, RunParams, RunSpec, SweepPlan};
-use crate::scenarios;
+use crate::harness::{
+    run_seed, shrink, sweep, HarnessError, Registry, RunParams, RunSpec, SweepPlan,
+};
 
-pub fn bench(seeds: u64, only: Option<&str>, shrink_bugs: bool) -> Result<Outcome, HarnessError> {
+pub fn bench(
+    registry: &Registry,
+    seeds: u64,
+    only: Option<&str>,
+    shrink_bugs: bool,
+) -> Result<Outcome, HarnessError> {
     let targets = match only {
-        Some(name) => vec![scenarios::find(name)?],
-        None => scenarios::all(),
+        Some(name) => vec![registry.find(name)?],
+        None => registry.all().to_vec(),
     };
     let cores = crate::default_jobs();
     println!("durasim bench: {seeds} seeds per row, profile chaos, default sizes, {cores} core(s)");
@@ -67,11 +73,11 @@ pub fn bench(seeds: u64, only: Option<&str>, shrink_bugs: bool) -> Result<Outcom
             "{:<34} {:>12} {:>8} {:>8} {:>10}",
             "bug", "first seed", "faults", "shrunk", "shrink s"
         );
-        for bug in scenarios::BUGS {
+        for bug in registry.bugs() {
             if only.is_some_and(|o| o != bug.scenario) {
                 continue;
             }
-            let scenario = scenarios::find(bug.scenario)?;
+            let scenario = registry.find(bug.scenario)?;
             let found = (0..200u64).find_map(|seed| {
                 let mut spec = RunSpec::new(scenario, seed, Profile::Swarm);
                 spec.params.bugs.insert(bug.name.to_string());

@@ -9,14 +9,13 @@ use super::output::{read_tape, shrink_text, write_trace, Progress};
 use super::{Outcome, RunArgs};
 use crate::harness::corpus::{self, CorpusEntry};
 use crate::harness::{
-    render_story, run_seed, shrink, story, sweep as run_sweep, HarnessError, RunParams, RunSpec,
-    Scenario, SeedRange, Shard, SweepPlan, SweepSummary,
+    render_story, run_seed, shrink, story, sweep as run_sweep, HarnessError, Registry, RunParams,
+    RunSpec, Scenario, SeedRange, Shard, SweepPlan, SweepSummary,
 };
-use crate::scenarios;
 
-pub fn scenarios() -> Result<Outcome, HarnessError> {
+pub fn scenarios(registry: &Registry) -> Result<Outcome, HarnessError> {
     println!("{:<18} {:<8} {:>6}  summary", "scenario", "spec", "size");
-    for s in scenarios::all() {
+    for s in registry.all() {
         println!(
             "{:<18} {:<8} {:>6}  {}",
             s.name(),
@@ -28,9 +27,9 @@ pub fn scenarios() -> Result<Outcome, HarnessError> {
     Ok(Outcome::Held)
 }
 
-pub fn bugs() -> Result<Outcome, HarnessError> {
+pub fn bugs(registry: &Registry) -> Result<Outcome, HarnessError> {
     println!("{:<34} {:<18} {:<5} summary", "bug", "scenario", "spec");
-    for b in scenarios::BUGS {
+    for b in registry.bugs() {
         println!(
             "{:<34} {:<18} {:<5} {}",
             b.name, b.scenario, b.spec, b.summary
@@ -41,12 +40,13 @@ pub fn bugs() -> Result<Outcome, HarnessError> {
 
 /// Resolve and validate the scenario, bugs and size of `args`.
 pub fn spec_for(
+    registry: &Registry,
     args: &RunArgs,
     seed: u64,
 ) -> Result<(&'static dyn Scenario, RunSpec), HarnessError> {
-    let scenario = scenarios::find(&args.scenario)?;
+    let scenario = registry.find(&args.scenario)?;
     for bug in &args.bugs {
-        scenarios::check_bug(scenario.name(), bug)?;
+        registry.check_bug(scenario.name(), bug)?;
     }
     let mut spec = RunSpec::new(scenario, seed, args.profile);
     spec.params = RunParams {
@@ -68,13 +68,14 @@ fn verdict_outcome(passed: bool) -> Outcome {
 }
 
 pub fn run(
+    registry: &Registry,
     args: &RunArgs,
     seed: u64,
     tape: Option<&Path>,
     trace: Option<&Path>,
     check_determinism: bool,
 ) -> Result<Outcome, HarnessError> {
-    let (scenario, mut spec) = spec_for(args, seed)?;
+    let (scenario, mut spec) = spec_for(registry, args, seed)?;
     if let Some(path) = tape {
         spec.tape = Some(read_tape(path)?);
     }
@@ -134,7 +135,7 @@ pub struct SweepArgs {
     pub watchdog_secs: u64,
 }
 
-pub fn sweep(args: SweepArgs) -> Result<Outcome, HarnessError> {
+pub fn sweep(registry: &Registry, args: SweepArgs) -> Result<Outcome, HarnessError> {
     let range: SeedRange = args.seeds.parse()?;
     let shard: Shard = match &args.shard {
         Some(s) => s.parse()?,
@@ -146,12 +147,12 @@ pub fn sweep(args: SweepArgs) -> Result<Outcome, HarnessError> {
                 "--bug needs a single --scenario".into(),
             ));
         }
-        scenarios::defaults()
+        registry.defaults()
     } else {
-        vec![scenarios::find(&args.scenario)?]
+        vec![registry.find(&args.scenario)?]
     };
     for bug in &args.bugs {
-        scenarios::check_bug(&args.scenario, bug)?;
+        registry.check_bug(&args.scenario, bug)?;
     }
     if args.size == Some(0) {
         return Err(HarnessError::Invalid("--size must be at least 1".into()));
@@ -214,6 +215,7 @@ fn emit_table(table: &str, json: bool) {
 }
 
 pub fn shrink_cmd(
+    registry: &Registry,
     args: &RunArgs,
     seed: u64,
     trace: Option<&Path>,
@@ -221,7 +223,7 @@ pub fn shrink_cmd(
     description: Option<&str>,
     corpus_root: &Path,
 ) -> Result<Outcome, HarnessError> {
-    let (scenario, spec) = spec_for(args, seed)?;
+    let (scenario, spec) = spec_for(registry, args, seed)?;
     // Validate the entry name before spending time shrinking.
     let save_path = save
         .map(|name| corpus::entry_path(corpus_root, scenario.name(), name))
@@ -267,9 +269,13 @@ pub fn shrink_cmd(
     Ok(Outcome::Violation)
 }
 
-pub fn replay(file: &Path, trace: Option<&Path>) -> Result<Outcome, HarnessError> {
+pub fn replay(
+    registry: &Registry,
+    file: &Path,
+    trace: Option<&Path>,
+) -> Result<Outcome, HarnessError> {
     let entry = corpus::read_entry(file)?;
-    let scenario = scenarios::find(&entry.scenario)?;
+    let scenario = registry.find(&entry.scenario)?;
     let mut spec = entry.spec();
     spec.trace = TraceMode::Full;
     let result = run_seed(scenario, &spec, None);

@@ -5,10 +5,9 @@ use std::path::Path;
 use super::commands::spec_for;
 use super::{CorpusAction, Outcome, RunArgs};
 use crate::harness::corpus::{self, CorpusEntry};
-use crate::harness::{run_seed, shrink, HarnessError};
-use crate::scenarios;
+use crate::harness::{run_seed, shrink, HarnessError, Registry};
 
-pub fn dispatch(action: CorpusAction) -> Result<Outcome, HarnessError> {
+pub fn dispatch(registry: &Registry, action: CorpusAction) -> Result<Outcome, HarnessError> {
     match action {
         CorpusAction::List { corpus } => list(&corpus),
         CorpusAction::Add {
@@ -18,8 +17,8 @@ pub fn dispatch(action: CorpusAction) -> Result<Outcome, HarnessError> {
             description,
             force,
             corpus,
-        } => add(&run, seed, &name, &description, force, &corpus),
-        CorpusAction::Check { corpus } => check(&corpus),
+        } => add(registry, &run, seed, &name, &description, force, &corpus),
+        CorpusAction::Check { corpus } => check(registry, &corpus),
     }
 }
 
@@ -46,6 +45,7 @@ fn list(root: &Path) -> Result<Outcome, HarnessError> {
 }
 
 fn add(
+    registry: &Registry,
     args: &RunArgs,
     seed: u64,
     name: &str,
@@ -53,7 +53,7 @@ fn add(
     force: bool,
     root: &Path,
 ) -> Result<Outcome, HarnessError> {
-    let (scenario, spec) = spec_for(args, seed)?;
+    let (scenario, spec) = spec_for(registry, args, seed)?;
     let path = corpus::entry_path(root, scenario.name(), name)?;
     if path.exists() && !force {
         return Err(HarnessError::CorpusCollision(path));
@@ -83,12 +83,12 @@ fn add(
     Ok(Outcome::Held)
 }
 
-fn check(root: &Path) -> Result<Outcome, HarnessError> {
+fn check(registry: &Registry, root: &Path) -> Result<Outcome, HarnessError> {
     let files = corpus::list(root)?;
     let mut changed = 0;
     for path in &files {
         let entry = corpus::read_entry(path)?;
-        let scenario = scenarios::find(&entry.scenario)?;
+        let scenario = registry.find(&entry.scenario)?;
         let outcome = corpus::check_entry(scenario, path, &entry);
         let status = if outcome.holds() { "ok" } else { "CHANGED" };
         let fixed = outcome

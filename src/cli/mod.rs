@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use durasim_sim::Profile;
 
-use crate::harness::HarnessError;
+use crate::harness::{HarnessError, Registry};
 
 /// Deterministic simulation testing for durable commit paths.
 #[derive(Debug, Parser)]
@@ -193,8 +193,16 @@ pub enum Outcome {
     Violation,
 }
 
-/// Parse arguments, run, and map the result to an exit code.
+/// Parse arguments, run the built-in scenarios, and map the result to an
+/// exit code.
 pub fn main() -> ExitCode {
+    main_with(crate::scenarios::registry())
+}
+
+/// [`main`] with a registry of your own: a binary of your project that
+/// calls `durasim::cli::main_with(durasim::scenarios::registry()
+/// .with_scenario(&MY_SCENARIO))` gets every command for your scenarios.
+pub fn main_with(registry: Registry) -> ExitCode {
     durasim_sim::trace::init_logging();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -204,7 +212,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match dispatch(cli.command) {
+    match dispatch(&registry, cli.command) {
         Ok(Outcome::Held) => ExitCode::SUCCESS,
         Ok(Outcome::Violation) => ExitCode::from(1),
         Err(e) => {
@@ -214,10 +222,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn dispatch(command: Command) -> Result<Outcome, HarnessError> {
+fn dispatch(registry: &Registry, command: Command) -> Result<Outcome, HarnessError> {
     match command {
-        Command::Scenarios => commands::scenarios(),
-        Command::Bugs => commands::bugs(),
+        Command::Scenarios => commands::scenarios(registry),
+        Command::Bugs => commands::bugs(registry),
         Command::Run {
             run,
             seed,
@@ -225,6 +233,7 @@ fn dispatch(command: Command) -> Result<Outcome, HarnessError> {
             trace,
             check_determinism,
         } => commands::run(
+            registry,
             &run,
             seed,
             tape.as_deref(),
@@ -241,17 +250,20 @@ fn dispatch(command: Command) -> Result<Outcome, HarnessError> {
             shard,
             json,
             watchdog_secs,
-        } => commands::sweep(commands::SweepArgs {
-            scenario,
-            seeds,
-            profile,
-            size,
-            bugs,
-            jobs,
-            shard,
-            json,
-            watchdog_secs,
-        }),
+        } => commands::sweep(
+            registry,
+            commands::SweepArgs {
+                scenario,
+                seeds,
+                profile,
+                size,
+                bugs,
+                jobs,
+                shard,
+                json,
+                watchdog_secs,
+            },
+        ),
         Command::Shrink {
             run,
             seed,
@@ -260,6 +272,7 @@ fn dispatch(command: Command) -> Result<Outcome, HarnessError> {
             description,
             corpus,
         } => commands::shrink_cmd(
+            registry,
             &run,
             seed,
             trace.as_deref(),
@@ -267,12 +280,12 @@ fn dispatch(command: Command) -> Result<Outcome, HarnessError> {
             description.as_deref(),
             &corpus,
         ),
-        Command::Replay { file, trace } => commands::replay(&file, trace.as_deref()),
-        Command::Corpus { action } => corpus_cmd::dispatch(action),
+        Command::Replay { file, trace } => commands::replay(registry, &file, trace.as_deref()),
+        Command::Corpus { action } => corpus_cmd::dispatch(registry, action),
         Command::Bench {
             seeds,
             scenario,
             no_shrink,
-        } => bench::bench(seeds, scenario.as_deref(), !no_shrink),
+        } => bench::bench(registry, seeds, scenario.as_deref(), !no_shrink),
     }
 }

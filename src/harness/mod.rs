@@ -3,6 +3,7 @@
 
 pub mod corpus;
 mod error;
+mod registry;
 mod runner;
 mod scenario;
 mod seeds;
@@ -11,6 +12,7 @@ mod sweep;
 mod verdict;
 
 pub use error::HarnessError;
+pub use registry::Registry;
 pub use runner::{run_seed, RunSpec, SeedLine, SeedResult};
 pub use scenario::{Finding, RunParams, Scenario, ScenarioFuture, ScenarioReport};
 pub use seeds::{SeedRange, Shard};
