@@ -6,6 +6,7 @@
 //! - [`group_commit`]: spec 01's group commit coordinator.
 //! - [`backoff`]: spec 02's backoff policy and retry loop.
 //! - [`committed_write`]: spec 02's read-modify-write event handlers.
+//! - [`repair`]: spec 03's asynchronous repair workers.
 //! - [`record`]: the event recorder every system writes its history into.
 
 pub mod backoff;
@@ -13,5 +14,6 @@ pub mod channel;
 pub mod committed_write;
 pub mod group_commit;
 pub mod record;
+pub mod repair;
 pub mod wal;
 pub mod wal_format;

@@ -1,0 +1,713 @@
+//! Spec 03: asynchronous repair workers.
+//!
+//! A commit's systematic bytes are made durable on the critical path
+//! (appended to the `data` log and synced); its repair symbols — XOR parity
+//! over fixed-size shards of those bytes — are generated afterwards by
+//! background workers and made durable in the `parity` log. Between the
+//! ack and the parity's sync the commit is *durable but not repairable*;
+//! that window is observable per commit.
+//!
+//! Guarantees:
+//! - Events per commit, numbered 1, 2, 3, … and stamped with simulated
+//!   time: `CommitDurable` → (`DurableButNotRepairable`) → `CommitAcked` →
+//!   `RepairStarted` → `RepairCompleted` | `RepairFailed`. `CommitAcked`
+//!   never precedes `CommitDurable`. After a restart, a commit whose parity
+//!   is missing starts its new incarnation's events with `RecoveredPending`.
+//! - Every scheduled repair ends `Completed` or `Failed`, loudly: errors
+//!   in generation, append or sync fail it; a panic is caught at the task
+//!   boundary and fails only that commit's repair (locks recover from
+//!   poisoning); a task cancelled before it starts fails; a failure to
+//!   schedule fails the repair at once (the commit stays durable and acked,
+//!   its receipt says `repair_pending: false`).
+//! - The repair state is durable: on recovery, commits with no valid
+//!   parity record are re-scheduled, never forgotten.
+//! - `Completed` means the parity record is synced and regenerates any one
+//!   lost shard of the systematic bytes ([`verify_parity`] checks the code
+//!   itself, not a flag).
+//!
+//! Dropping the coordinator does not abandon repairs: each worker owns what
+//! it needs and runs to its end; [`RepairCoordinator::wait_for_background_repair`]
+//! joins them and reports panics.
+//!
+//! Faults (buggify, fault phase only): slow generation, failing
+//! generation, a panicking worker, a failure to schedule. Tests may pin the
+//! generation fault per commit with [`RepairConfig::fault_plan`].
+//!
+//! On disk, a parity record is a WAL frame (see [`super::wal_format`])
+//! with `commit_seq` = the commit, `txn_id` = checksum of the systematic
+//! bytes it protects, `pages` = [shard size, systematic length] and
+//! `payload` = the parity shard.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use durasim_sim::{buggify_with, choose_between, clock, Disk, SimTime, Site};
+use futures_util::FutureExt;
+use tokio::sync::Semaphore;
+
+use super::record::{lock_recovering, Recorder};
+use super::wal::{CommitLog, Wal, WalConfig, WalError};
+use super::wal_format::{checksum, scan, Frame};
+
+/// Application fault: repair generation is slow.
+pub const SLOW_GENERATION: Site = Site::fault("repair.slow_generation", "repair-slow");
+/// How slow, µs.
+pub const SLOW_GENERATION_US: Site = Site::value("repair.slow_generation_us");
+/// Application fault: repair generation fails.
+pub const GENERATION_FAILS: Site = Site::fault("repair.generation_fails", "repair-fail");
+/// Application fault: a repair worker panics.
+pub const WORKER_PANICS: Site = Site::fault("repair.worker_panic", "repair-panic");
+/// Application fault: the repair task cannot be scheduled.
+pub const SCHEDULE_FAILS: Site = Site::fault("repair.schedule_fails", "repair-fail");
+
+/// What generation does for one commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenerationFault {
+    /// Generate normally.
+    None,
+    /// Take this long first.
+    Slow(Duration),
+    /// Return an error.
+    Fail,
+    /// Panic.
+    Panic,
+    /// Refuse to schedule the task at all.
+    CannotSchedule,
+}
+
+/// Chooses the generation fault per commit seq (overrides buggify).
+pub type FaultPlan = Arc<dyn Fn(u64) -> GenerationFault + Send + Sync>;
+
+/// Settings.
+#[derive(Clone)]
+pub struct RepairConfig {
+    /// Whether commits get repair symbols at all.
+    pub enabled: bool,
+    /// Directory holding the `data` and `parity` logs.
+    pub dir: String,
+    /// Shard size in bytes for the parity code.
+    pub shard_size: usize,
+    /// Workers generating at once.
+    pub workers: usize,
+    /// Per-commit generation faults, instead of buggify.
+    pub fault_plan: Option<FaultPlan>,
+    /// Where events are recorded.
+    pub recorder: Recorder<RepairEvent>,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig {
+            enabled: true,
+            dir: "repair".into(),
+            shard_size: 512,
+            workers: 2,
+            fault_plan: None,
+            recorder: Recorder::new(),
+        }
+    }
+}
+
+/// A commit's repair state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairState {
+    /// No repair was ever scheduled (repair disabled, or unknown seq).
+    NotScheduled,
+    /// Scheduled, not finished: durable but not repairable.
+    Pending,
+    /// Parity durable and verified by construction.
+    Completed,
+    /// Repair failed (loudly).
+    Failed,
+}
+
+/// What happened to a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepairEventKind {
+    /// Its systematic bytes are synced.
+    CommitDurable,
+    /// Its repair is pending: a media fault now could not be healed.
+    DurableButNotRepairable,
+    /// The writer got its receipt.
+    CommitAcked,
+    /// Recovery found it without parity and re-scheduled its repair.
+    RecoveredPending,
+    /// A worker started generating.
+    RepairStarted,
+    /// Parity is durable.
+    RepairCompleted,
+    /// The repair failed.
+    RepairFailed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One event of one commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairEvent {
+    /// The commit.
+    pub commit_seq: u64,
+    /// Position among this commit's events (1, 2, 3, …).
+    pub event_seq: u32,
+    /// Simulated time.
+    pub time: SimTime,
+    /// What happened.
+    pub kind: RepairEventKind,
+}
+
+/// What the writer gets back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The commit's seq.
+    pub commit_seq: u64,
+    /// Always true: a receipt is only given for a durable commit.
+    pub durable: bool,
+    /// True when a repair was scheduled and is still to come.
+    pub repair_pending: bool,
+}
+
+/// Joined workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackgroundReport {
+    /// Workers joined.
+    pub joined: usize,
+    /// Of which panicked (caught; their commits are `Failed`).
+    pub panicked: usize,
+}
+
+impl BackgroundReport {
+    /// Whether any worker panicked.
+    pub fn any_panicked(&self) -> bool {
+        self.panicked > 0
+    }
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepairRecovery {
+    /// Durable commits found.
+    pub commits: u64,
+    /// Of which had valid parity.
+    pub completed: u64,
+    /// Commits re-scheduled for repair.
+    pub rescheduled: Vec<u64>,
+}
+
+/// Errors of the commit path.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// The systematic log failed; the commit is not durable.
+    #[error("commit not durable: {0}")]
+    Log(#[from] WalError),
+}
+
+/// One parity record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParityRecord {
+    /// The commit it protects.
+    pub commit_seq: u64,
+    /// Checksum of the systematic bytes it protects.
+    pub systematic_checksum: u64,
+    /// Shard size.
+    pub shard_size: usize,
+    /// Length of the systematic bytes.
+    pub systematic_len: usize,
+    /// XOR of all shards.
+    pub parity: Vec<u8>,
+}
+
+impl ParityRecord {
+    fn to_frame(&self) -> Frame {
+        Frame {
+            commit_seq: self.commit_seq,
+            txn_id: self.systematic_checksum,
+            event_id: None,
+            pages: vec![self.shard_size as u32, self.systematic_len as u32],
+            payload: self.parity.clone(),
+        }
+    }
+
+    fn from_frame(frame: &Frame) -> Option<ParityRecord> {
+        let [shard_size, systematic_len] = frame.pages.as_slice() else {
+            return None;
+        };
+        Some(ParityRecord {
+            commit_seq: frame.commit_seq,
+            systematic_checksum: frame.txn_id,
+            shard_size: *shard_size as usize,
+            systematic_len: *systematic_len as usize,
+            parity: frame.payload.clone(),
+        })
+    }
+}
+
+/// `data` cut into `shard_size` shards, the last zero-padded.
+pub fn shards(data: &[u8], shard_size: usize) -> Vec<Vec<u8>> {
+    let size = shard_size.max(1);
+    data.chunks(size)
+        .map(|c| {
+            let mut shard = c.to_vec();
+            shard.resize(size, 0);
+            shard
+        })
+        .collect()
+}
+
+/// XOR of every shard of `data`.
+pub fn xor_parity(data: &[u8], shard_size: usize) -> Vec<u8> {
+    let mut parity = vec![0u8; shard_size.max(1)];
+    for shard in shards(data, shard_size) {
+        xor_into(&mut parity, &shard);
+    }
+    parity
+}
+
+fn xor_into(acc: &mut [u8], other: &[u8]) {
+    for (a, b) in acc.iter_mut().zip(other) {
+        *a ^= b;
+    }
+}
+
+/// Rebuild the one missing shard (`None`) from the others and the parity.
+/// `None` when not exactly one shard is missing.
+pub fn regenerate_shard(shards: &[Option<Vec<u8>>], parity: &[u8]) -> Option<Vec<u8>> {
+    if shards.iter().filter(|s| s.is_none()).count() != 1 {
+        return None;
+    }
+    let mut rebuilt = parity.to_vec();
+    for shard in shards.iter().flatten() {
+        xor_into(&mut rebuilt, shard);
+    }
+    Some(rebuilt)
+}
+
+/// Whether `record` protects `data`: its checksum and length match, and
+/// every shard, erased in turn, is regenerated exactly from the others.
+pub fn verify_parity(data: &[u8], record: &ParityRecord) -> bool {
+    if record.systematic_checksum != checksum(data)
+        || record.systematic_len != data.len()
+        || record.parity.len() != record.shard_size.max(1)
+    {
+        return false;
+    }
+    let all = shards(data, record.shard_size);
+    (0..all.len()).all(|lost| {
+        let mut erased: Vec<Option<Vec<u8>>> = all.iter().cloned().map(Some).collect();
+        erased[lost] = None;
+        regenerate_shard(&erased, &record.parity).as_ref() == Some(&all[lost])
+    })
+}
+
+/// Read the durable commits and parity records out of a disk image (as
+/// `Sim::disk_files` gives it), for checkers: commits by seq, and the
+/// parity records found.
+pub fn read_image(
+    files: &BTreeMap<String, Vec<u8>>,
+    dir: &str,
+) -> (BTreeMap<u64, Vec<u8>>, Vec<ParityRecord>) {
+    let frames = |name: &str, contiguous: bool| -> Vec<Frame> {
+        let bytes = files.get(&format!("{dir}/{name}/log"));
+        scan(bytes.map_or(&[][..], Vec::as_slice), 4096, contiguous)
+            .frames()
+            .map(|(_, f)| f.clone())
+            .collect()
+    };
+    let commits = frames("data", true)
+        .into_iter()
+        .map(|f| (f.commit_seq, f.payload))
+        .collect();
+    let parity = frames("parity", false)
+        .iter()
+        .filter_map(ParityRecord::from_frame)
+        .collect();
+    (commits, parity)
+}
+
+struct CommitEntry {
+    state: RepairState,
+    events: Vec<RepairEvent>,
+    /// Kept until the repair settles.
+    systematic: Option<Arc<Vec<u8>>>,
+}
+
+struct Book {
+    commits: BTreeMap<u64, CommitEntry>,
+}
+
+struct Inner {
+    config: RepairConfig,
+    data: tokio::sync::Mutex<Wal>,
+    parity: tokio::sync::Mutex<Wal>,
+    book: Mutex<Book>,
+    workers: Semaphore,
+    cancelled: AtomicBool,
+    tasks: Mutex<Vec<madsim::task::JoinHandle<bool>>>,
+}
+
+/// The repair coordinator: commit path plus background workers.
+#[derive(Clone)]
+pub struct RepairCoordinator {
+    inner: Arc<Inner>,
+}
+
+impl RepairCoordinator {
+    /// Recover both logs from `disk` and re-schedule every commit whose
+    /// parity is missing (when repair is enabled).
+    pub async fn open(
+        disk: &Disk,
+        config: RepairConfig,
+    ) -> Result<(RepairCoordinator, RepairRecovery), WalError> {
+        let (data, data_recovery) =
+            Wal::open(disk, WalConfig::new(&format!("{}/data", config.dir)), None).await?;
+        let parity_config = WalConfig {
+            contiguous_seqs: false,
+            ..WalConfig::new(&format!("{}/parity", config.dir))
+        };
+        let (parity, parity_recovery) = Wal::open(disk, parity_config, None).await?;
+        let verified: BTreeMap<u64, ParityRecord> = parity_recovery
+            .frames
+            .iter()
+            .filter_map(|(_, f)| ParityRecord::from_frame(f))
+            .map(|r| (r.commit_seq, r))
+            .collect();
+        let mut recovery = RepairRecovery::default();
+        let mut commits = BTreeMap::new();
+        for (_, frame) in &data_recovery.frames {
+            recovery.commits += 1;
+            let repaired = verified
+                .get(&frame.commit_seq)
+                .is_some_and(|r| verify_parity(&frame.payload, r));
+            let (state, systematic) = if repaired {
+                recovery.completed += 1;
+                (RepairState::Completed, None)
+            } else if config.enabled {
+                recovery.rescheduled.push(frame.commit_seq);
+                (RepairState::Pending, Some(Arc::new(frame.payload.clone())))
+            } else {
+                (RepairState::NotScheduled, None)
+            };
+            commits.insert(
+                frame.commit_seq,
+                CommitEntry {
+                    state,
+                    events: Vec::new(),
+                    systematic,
+                },
+            );
+        }
+        let workers = config.workers.max(1);
+        let coordinator = RepairCoordinator {
+            inner: Arc::new(Inner {
+                config,
+                data: tokio::sync::Mutex::new(data),
+                parity: tokio::sync::Mutex::new(parity),
+                book: Mutex::new(Book { commits }),
+                workers: Semaphore::new(workers),
+                cancelled: AtomicBool::new(false),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        };
+        for &seq in &recovery.rescheduled {
+            coordinator
+                .inner
+                .event(seq, RepairEventKind::RecoveredPending);
+            coordinator.spawn_repair(seq);
+        }
+        Ok((coordinator, recovery))
+    }
+
+    /// The critical path: make `systematic` durable, acknowledge it, and
+    /// schedule its repair. Fails only when the bytes are not durable.
+    pub async fn commit(&self, systematic: Vec<u8>) -> Result<Receipt, RepairError> {
+        let inner = &self.inner;
+        let seq = {
+            let mut data = inner.data.lock().await;
+            let seq = data.synced_seq() + 1;
+            let frame = Frame {
+                commit_seq: seq,
+                txn_id: seq,
+                event_id: None,
+                pages: Vec::new(),
+                payload: systematic.clone(),
+            };
+            let written = match data.append_batch(&[frame]).await {
+                Ok(_) => data.sync().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                // Not durable: never acknowledge it, and throw its bytes
+                // away before anything else is appended.
+                data.discard_unsynced().await?;
+                return Err(e.into());
+            }
+            lock_recovering(&inner.book).commits.insert(
+                seq,
+                CommitEntry {
+                    state: RepairState::NotScheduled,
+                    events: Vec::new(),
+                    systematic: None,
+                },
+            );
+            inner.event(seq, RepairEventKind::CommitDurable);
+            seq
+        };
+        if !inner.config.enabled {
+            inner.event(seq, RepairEventKind::CommitAcked);
+            return Ok(Receipt {
+                commit_seq: seq,
+                durable: true,
+                repair_pending: false,
+            });
+        }
+        inner.set_state(seq, RepairState::Pending);
+        if let Some(entry) = lock_recovering(&inner.book).commits.get_mut(&seq) {
+            entry.systematic = Some(Arc::new(systematic));
+        }
+        inner.event(seq, RepairEventKind::DurableButNotRepairable);
+        inner.event(seq, RepairEventKind::CommitAcked);
+        let planned_refusal = inner
+            .config
+            .fault_plan
+            .as_ref()
+            .is_some_and(|plan| plan(seq) == GenerationFault::CannotSchedule);
+        let cannot_schedule = planned_refusal
+            || inner.cancelled.load(Ordering::Relaxed)
+            || buggify_with(&SCHEDULE_FAILS, || {
+                format!("repair of commit {seq} cannot be scheduled")
+            });
+        if cannot_schedule {
+            inner.settle(
+                seq,
+                Err("the repair task could not be scheduled".to_string()),
+            );
+            return Ok(Receipt {
+                commit_seq: seq,
+                durable: true,
+                repair_pending: false,
+            });
+        }
+        self.spawn_repair(seq);
+        Ok(Receipt {
+            commit_seq: seq,
+            durable: true,
+            repair_pending: true,
+        })
+    }
+
+    fn spawn_repair(&self, seq: u64) {
+        let inner = Arc::clone(&self.inner);
+        let task = madsim::task::spawn(async move { inner.run_repair(seq).await });
+        lock_recovering(&self.inner.tasks).push(task);
+    }
+
+    /// Repair state of commit `seq` (`NotScheduled` for unknown seqs).
+    pub fn repair_state_for(&self, seq: u64) -> RepairState {
+        lock_recovering(&self.inner.book)
+            .commits
+            .get(&seq)
+            .map_or(RepairState::NotScheduled, |e| e.state)
+    }
+
+    /// Time from `DurableButNotRepairable` to `RepairCompleted` (`None`
+    /// until completed in this incarnation).
+    pub fn durable_not_repairable_window(&self, seq: u64) -> Option<Duration> {
+        let book = lock_recovering(&self.inner.book);
+        let events = &book.commits.get(&seq)?.events;
+        let time_of = |wanted: fn(&RepairEventKind) -> bool| {
+            events.iter().find(|e| wanted(&e.kind)).map(|e| e.time)
+        };
+        let opened = time_of(|k| {
+            matches!(
+                k,
+                RepairEventKind::DurableButNotRepairable | RepairEventKind::RecoveredPending
+            )
+        })?;
+        let closed = time_of(|k| matches!(k, RepairEventKind::RepairCompleted))?;
+        Some(closed.since(opened))
+    }
+
+    /// Events of commit `seq` in this incarnation.
+    pub fn events_for(&self, seq: u64) -> Vec<RepairEvent> {
+        lock_recovering(&self.inner.book)
+            .commits
+            .get(&seq)
+            .map(|e| e.events.clone())
+            .unwrap_or_default()
+    }
+
+    /// Commits whose repair is still pending.
+    pub fn pending_background_repair_count(&self) -> usize {
+        lock_recovering(&self.inner.book)
+            .commits
+            .values()
+            .filter(|e| e.state == RepairState::Pending)
+            .count()
+    }
+
+    /// Commits by repair state.
+    pub fn states(&self) -> BTreeMap<u64, RepairState> {
+        lock_recovering(&self.inner.book)
+            .commits
+            .iter()
+            .map(|(seq, e)| (*seq, e.state))
+            .collect()
+    }
+
+    /// Join every worker scheduled so far (and any they led to), and say
+    /// how many panicked.
+    pub async fn wait_for_background_repair(&self) -> BackgroundReport {
+        let mut report = BackgroundReport::default();
+        loop {
+            let tasks = std::mem::take(&mut *lock_recovering(&self.inner.tasks));
+            if tasks.is_empty() {
+                return report;
+            }
+            for task in tasks {
+                report.joined += 1;
+                // A join error means the task was killed with its process:
+                // its commit is re-scheduled by the next recovery.
+                if task.await.unwrap_or(false) {
+                    report.panicked += 1;
+                }
+            }
+        }
+    }
+
+    /// Fail every repair that has not started yet (they end `Failed`,
+    /// "cancelled before start"); running ones finish.
+    pub fn cancel_pending(&self) {
+        self.inner.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    fn event(&self, seq: u64, kind: RepairEventKind) {
+        let event = {
+            let mut book = lock_recovering(&self.book);
+            let Some(entry) = book.commits.get_mut(&seq) else {
+                return;
+            };
+            let event = RepairEvent {
+                commit_seq: seq,
+                event_seq: entry.events.len() as u32 + 1,
+                time: clock::now(),
+                kind,
+            };
+            entry.events.push(event.clone());
+            event
+        };
+        self.config.recorder.record(event);
+    }
+
+    fn set_state(&self, seq: u64, state: RepairState) {
+        if let Some(entry) = lock_recovering(&self.book).commits.get_mut(&seq) {
+            entry.state = state;
+        }
+    }
+
+    /// End a repair: `Completed` or `Failed` with its event.
+    fn settle(&self, seq: u64, result: Result<(), String>) {
+        if let Some(entry) = lock_recovering(&self.book).commits.get_mut(&seq) {
+            entry.systematic = None;
+            entry.state = match result {
+                Ok(()) => RepairState::Completed,
+                Err(_) => RepairState::Failed,
+            };
+        }
+        let kind = match result {
+            Ok(()) => RepairEventKind::RepairCompleted,
+            Err(reason) => RepairEventKind::RepairFailed { reason },
+        };
+        self.event(seq, kind);
+    }
+
+    fn fault_for(&self, seq: u64) -> GenerationFault {
+        if let Some(plan) = &self.config.fault_plan {
+            return plan(seq);
+        }
+        if buggify_with(&WORKER_PANICS, || {
+            format!("repair worker of commit {seq} panics")
+        }) {
+            return GenerationFault::Panic;
+        }
+        if buggify_with(&GENERATION_FAILS, || {
+            format!("repair generation of commit {seq} fails")
+        }) {
+            return GenerationFault::Fail;
+        }
+        if buggify_with(&SLOW_GENERATION, || {
+            format!("repair generation of commit {seq} is slow")
+        }) {
+            let us = choose_between(&SLOW_GENERATION_US, 1_000, 200_000);
+            return GenerationFault::Slow(Duration::from_micros(us));
+        }
+        GenerationFault::None
+    }
+
+    /// A repair task: wait for a worker slot, then generate, append and
+    /// sync the parity. Returns whether the worker panicked.
+    async fn run_repair(self: Arc<Self>, seq: u64) -> bool {
+        let Ok(_slot) = self.workers.acquire().await else {
+            self.settle(seq, Err("cancelled before start".into()));
+            return false;
+        };
+        if self.cancelled.load(Ordering::Relaxed) {
+            self.settle(seq, Err("cancelled before start".into()));
+            return false;
+        }
+        let work = AssertUnwindSafe(self.repair(seq)).catch_unwind().await;
+        match work {
+            Ok(result) => {
+                self.settle(seq, result);
+                false
+            }
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic".into());
+                self.settle(seq, Err(format!("worker panicked: {message}")));
+                true
+            }
+        }
+    }
+
+    async fn repair(&self, seq: u64) -> Result<(), String> {
+        self.event(seq, RepairEventKind::RepairStarted);
+        let systematic = lock_recovering(&self.book)
+            .commits
+            .get(&seq)
+            .and_then(|e| e.systematic.clone())
+            .ok_or_else(|| format!("systematic bytes of commit {seq} are gone"))?;
+        match self.fault_for(seq) {
+            GenerationFault::None | GenerationFault::CannotSchedule => {}
+            GenerationFault::Slow(d) => clock::sleep(d).await,
+            GenerationFault::Fail => return Err("repair generation failed".into()),
+            GenerationFault::Panic => panic!("repair worker for commit {seq} panicked"),
+        }
+        let record = ParityRecord {
+            commit_seq: seq,
+            systematic_checksum: checksum(&systematic),
+            shard_size: self.config.shard_size.max(1),
+            systematic_len: systematic.len(),
+            parity: xor_parity(&systematic, self.config.shard_size),
+        };
+        let mut parity = self.parity.lock().await;
+        let written = match parity.append_batch(&[record.to_frame()]).await {
+            Ok(_) => parity.sync().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            // The record's fate is unknown: discard it so a later sync
+            // can never be mistaken for its durability.
+            let _ = parity.discard_unsynced().await;
+            return Err(format!("parity not durable: {e}"));
+        }
+        Ok(())
+    }
+}
