@@ -19,8 +19,8 @@
 //!   `Published`). A batch request carries an [`AttemptRef`] naming the
 //!   client attempt it came from, so acknowledgements can be matched.
 //! - **Crashes and recovery**: [`EventKind::ServerCrash`], then
-//!   [`EventKind::Recovered`] with the recovered log and (optionally) the
-//!   recovered page state. A recovery that crashes and is re-run records the
+//!   [`EventKind::Recovered`] with a [`Recovery`]: the recovered log and
+//!   (optionally) the recovered page state. A recovery that crashes and is re-run records the
 //!   crash and then the re-run's observation.
 //! - **Repair workers** (spec 03): [`EventKind::Repair`] per lifecycle
 //!   event, and [`EventKind::RepairSettled`] per commit at quiescence.
@@ -230,21 +230,9 @@ pub enum EventKind {
         /// Whether it crashed while recovering.
         during_recovery: bool,
     },
-    /// Recovery finished and exposes this log and state.
-    Recovered {
-        /// The process.
-        process: ProcessId,
-        /// The recovered log, in log order.
-        log: Vec<LogEntry>,
-        /// The recovered page state, one entry per page, when the system has
-        /// a page store.
-        state: Option<Vec<PageVersion>>,
-        /// Set when recovery detected corruption it could not repair and
-        /// reported it (halting): the first commit sequence number affected.
-        /// Entries from there on are excused from D1; nothing is excused
-        /// when this is `None`.
-        corruption_reported_from: Option<CommitSeq>,
-    },
+    /// Recovery finished and exposes this log and state (boxed: recoveries
+    /// are rare and large, events are many and small).
+    Recovered(Box<Recovery>),
 
     /// A repair lifecycle event for one commit (spec 03).
     Repair {
@@ -262,7 +250,7 @@ pub enum EventKind {
         /// Its state.
         state: RepairState,
         /// For `Completed`: the systematic bytes and the repair symbols.
-        symbols: Option<RepairSymbols>,
+        symbols: Option<Box<RepairSymbols>>,
     },
 
     /// A bounded queue exists (spec 04).
@@ -320,6 +308,23 @@ pub enum EventKind {
         /// The dropped item.
         item: ItemId,
     },
+}
+
+/// What a finished recovery exposes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// The process.
+    pub process: ProcessId,
+    /// The recovered log, in log order.
+    pub log: Vec<LogEntry>,
+    /// The recovered page state, one entry per page, when the system has a
+    /// page store.
+    pub state: Option<Vec<PageVersion>>,
+    /// Set when recovery detected corruption it could not repair and
+    /// reported it (halting): the first commit sequence number affected.
+    /// Must-exist commits from there on are excused from D1; nothing is
+    /// excused when this is `None`.
+    pub corruption_reported_from: Option<CommitSeq>,
 }
 
 /// Run phase markers (spec 07).
@@ -574,3 +579,4 @@ pub enum OverflowPolicy {
     /// The enqueue returns an error at once.
     Fail,
 }
+

@@ -109,6 +109,9 @@ impl<V> IdMap<V> {
             return;
         };
         self.dense.resize_with(new_len, || None);
+        if self.sparse.is_empty() {
+            return;
+        }
         // Keep "every id below dense.len() lives in dense" true.
         let moved: Vec<u64> = self.sparse.range(..id.saturating_add(1)).map(|(k, _)| *k).collect();
         for key in moved {

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::history::{
     AttemptRef, AttemptResult, BackoffPolicy, BatchRequest, Call, CommitSeq, EventId, EventKind, History, ItemId,
-    LogEntry, OkValue, OpId, Outcome, OverflowPolicy, PageWrite, Phase, PermitSeq, ProcessId, RejectionClass,
+    LogEntry, OkValue, OpId, Recovery, Outcome, OverflowPolicy, PageWrite, Phase, PermitSeq, ProcessId, RejectionClass,
     RepairEventKind, RepairState, RepairSymbols, SimTime, UnknownReason, Verdict,
 };
 use crate::model::page_store::PageStore;
@@ -80,8 +80,10 @@ impl SplitMix64 {
 /// per 50 µs tick; the others once per occasion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultRates {
-    /// Server crash, per tick and at each batch phase boundary.
+    /// Server crash, per tick.
     pub server_crash: u32,
+    /// Server crash at each boundary between batch phases.
+    pub crash_between_phases: u32,
     /// A response lost, per response.
     pub response_loss: u32,
     /// A request delivered twice, per request.
@@ -106,6 +108,7 @@ impl FaultRates {
     /// No faults at all.
     pub const NONE: FaultRates = FaultRates {
         server_crash: 0,
+        crash_between_phases: 0,
         response_loss: 0,
         request_duplication: 0,
         fsync_failure: 0,
@@ -180,6 +183,7 @@ impl ReferenceConfig {
             timeout: 2 * MILLIS,
             faults: FaultRates {
                 server_crash: 4_000,
+                crash_between_phases: 80_000,
                 response_loss: 50_000,
                 request_duplication: 30_000,
                 fsync_failure: 40_000,
@@ -205,7 +209,8 @@ impl ReferenceConfig {
         config.channel_capacity = 16;
         config.queue = Some((8, OverflowPolicy::DropOldest));
         config.faults = FaultRates {
-            server_crash: 20,
+            server_crash: 2,
+            crash_between_phases: 20,
             response_loss: 2_000,
             request_duplication: 1_000,
             fsync_failure: 0,
@@ -784,13 +789,13 @@ impl<'c> Sim<'c> {
         if valid.is_empty() {
             return;
         }
-        if self.fault(self.config.faults.server_crash.saturating_mul(20)) {
+        if self.fault(self.config.faults.crash_between_phases) {
             return self.crash();
         }
         self.now += 5 * MICROS;
         self.log.extend(valid);
         self.push(EventKind::WalAppended { batch: batch_id, ok: true });
-        if self.fault(self.config.faults.server_crash.saturating_mul(20)) {
+        if self.fault(self.config.faults.crash_between_phases) {
             return self.crash();
         }
         self.now += 20 * MICROS;
@@ -804,7 +809,7 @@ impl<'c> Sim<'c> {
             return self.crash();
         }
         self.durable_len = self.log.len();
-        if self.fault(self.config.faults.server_crash.saturating_mul(20)) {
+        if self.fault(self.config.faults.crash_between_phases) {
             return self.crash();
         }
         self.now += 5 * MICROS;
@@ -871,12 +876,12 @@ impl<'c> Sim<'c> {
         }
         self.visible = self.validation.clone();
         let state = with_state.then(|| self.visible.versions().collect());
-        self.push(EventKind::Recovered {
+        self.push(EventKind::Recovered(Box::new(Recovery {
             process: SERVER,
             log: self.log.clone(),
             state: state.clone(),
             corruption_reported_from: None,
-        });
+        })));
         if !with_state && self.fault(self.config.faults.repeated_recovery) {
             self.now += 100 * MICROS;
             self.push(EventKind::ServerCrash {
@@ -884,12 +889,12 @@ impl<'c> Sim<'c> {
                 during_recovery: false,
             });
             self.now += 100 * MICROS;
-            self.push(EventKind::Recovered {
+            self.push(EventKind::Recovered(Box::new(Recovery {
                 process: SERVER,
                 log: self.log.clone(),
                 state,
                 corruption_reported_from: None,
-            });
+            })));
         }
         self.up = true;
         self.declare_volatile();
@@ -1010,11 +1015,11 @@ impl<'c> Sim<'c> {
             let symbols = (state == RepairState::Completed).then(|| {
                 let systematic: Vec<u8> = (0..15_u64).map(|i| (seq.wrapping_mul(31).wrapping_add(i * 7)) as u8).collect();
                 let parity = xor_parity(&systematic, SHARD_SIZE as usize);
-                RepairSymbols {
+                Box::new(RepairSymbols {
                     shard_size: SHARD_SIZE,
                     systematic,
                     parity,
-                }
+                })
             });
             self.push(EventKind::RepairSettled {
                 commit_seq: seq,

@@ -273,7 +273,7 @@ fn d9_a_repair_left_pending_at_quiescence_is_rejected() {
             (RepairState::Pending, None)
         } else {
             let parity = xor_parity(&systematic, 4);
-            (RepairState::Completed, Some(RepairSymbols { shard_size: 4, systematic, parity }))
+            (RepairState::Completed, Some(Box::new(RepairSymbols { shard_size: 4, systematic, parity })))
         };
         b.push(EventKind::RepairSettled { commit_seq: 1, state, symbols });
         b.build()
@@ -300,7 +300,7 @@ fn d9_completed_repair_symbols_that_do_not_regenerate_the_data_are_rejected() {
         if broken {
             parity[1] ^= 0x40;
         }
-        let symbols = Some(RepairSymbols { shard_size: 4, systematic, parity });
+        let symbols = Some(Box::new(RepairSymbols { shard_size: 4, systematic, parity }));
         b.push(EventKind::RepairSettled { commit_seq: 7, state: RepairState::Completed, symbols });
         b.build()
     });
@@ -447,7 +447,7 @@ fn a_correct_history_using_every_event_kind_passes() {
     b.push(EventKind::RepairSettled {
         commit_seq: 1,
         state: RepairState::Completed,
-        symbols: Some(RepairSymbols { shard_size: 4, systematic, parity }),
+        symbols: Some(Box::new(RepairSymbols { shard_size: 4, systematic, parity })),
     });
     b.push(EventKind::RepairSettled { commit_seq: 2, state: RepairState::NotScheduled, symbols: None });
     b.at(31).push(EventKind::Phase(Phase::FinalCrash)).crash();

@@ -51,7 +51,7 @@ fn fresh_recoveries(history: &History) -> Vec<usize> {
     for (index, event) in history.events.iter().enumerate() {
         match event.kind {
             EventKind::WalAppended { .. } => appended = true,
-            EventKind::Recovered { .. } => {
+            EventKind::Recovered(_) => {
                 if appended {
                     fresh.push(index);
                 }
@@ -65,7 +65,7 @@ fn fresh_recoveries(history: &History) -> Vec<usize> {
 
 fn recovered_log(history: &mut History, index: usize) -> Option<&mut Vec<LogEntry>> {
     match &mut history.events.get_mut(index)?.kind {
-        EventKind::Recovered { log, .. } => Some(log),
+        EventKind::Recovered(recovery) => Some(&mut recovery.log),
         _ => None,
     }
 }
@@ -78,7 +78,7 @@ fn drop_acked_commits(history: &History, pick: usize) -> Option<History> {
     for (index, event) in history.events.iter().enumerate() {
         match event.kind {
             EventKind::Published { .. } => published = true,
-            EventKind::Recovered { .. } => {
+            EventKind::Recovered(_) => {
                 if published && fresh.contains(&index) {
                     candidates.push(index);
                 }
@@ -97,7 +97,8 @@ fn drop_one_write(history: &History, pick: usize) -> Option<History> {
     let candidates: Vec<(usize, usize)> = fresh_recoveries(history)
         .into_iter()
         .flat_map(|index| match &history.events[index].kind {
-            EventKind::Recovered { log, .. } => log
+            EventKind::Recovered(recovery) => recovery
+                .log
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| e.writes.len() >= 2)
@@ -299,10 +300,10 @@ fn leave_repair_pending(history: &History, pick: usize) -> Option<History> {
 fn change_repeated_recovery(history: &History, pick: usize) -> Option<History> {
     let fresh = fresh_recoveries(history);
     let repeated: Vec<usize> = positions(history, |i, e| {
-        matches!(&e.kind, EventKind::Recovered { log, .. } if !log.is_empty()) && !fresh.contains(&i) && i > 0
+        matches!(&e.kind, EventKind::Recovered(recovery) if !recovery.log.is_empty()) && !fresh.contains(&i) && i > 0
     })
     .into_iter()
-    .filter(|i| history.events[..*i].iter().any(|e| matches!(e.kind, EventKind::Recovered { .. })))
+    .filter(|i| history.events[..*i].iter().any(|e| matches!(e.kind, EventKind::Recovered(_))))
     .collect();
     let index = pick_from(repeated, pick)?;
     let mut mutated = history.clone();

@@ -254,7 +254,7 @@ impl<'h> BatchPhases<'h> {
     }
 
     fn check_ack(&self, time: SimTime, op: OpId, attempt: Option<u32>, seq: CommitSeq, report: &mut Report) {
-        let what = match attempt {
+        let what = || match attempt {
             Some(attempt) => format!("op {op} attempt {attempt}"),
             None => format!("op {op}"),
         };
@@ -268,7 +268,8 @@ impl<'h> BatchPhases<'h> {
                         time,
                         vec![op],
                         format!(
-                            "{what} was acknowledged as commit seq {seq} at {}, before its batch was published at {}",
+                            "{} was acknowledged as commit seq {seq} at {}, before its batch was published at {}",
+                            what(),
                             Secs(time),
                             Secs(published_at)
                         ),
@@ -279,7 +280,10 @@ impl<'h> BatchPhases<'h> {
                 InvariantId::D5,
                 time,
                 vec![op],
-                format!("{what} was acknowledged as commit seq {seq}, but no batch published it after a successful fsync"),
+                format!(
+                    "{} was acknowledged as commit seq {seq}, but no batch published it after a successful fsync",
+                    what()
+                ),
             ),
         }
     }

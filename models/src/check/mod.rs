@@ -182,13 +182,10 @@ impl<'h> Driver<'h> {
                 self.queues.on_crash();
                 self.repairs.on_crash();
             }
-            EventKind::Recovered {
-                log,
-                state,
-                corruption_reported_from,
-                ..
-            } => {
-                self.log.on_recovered(time, log, state.as_deref(), *corruption_reported_from, report);
+            EventKind::Recovered(recovery) => {
+                let log = &recovery.log;
+                let state = recovery.state.as_deref();
+                self.log.on_recovered(time, log, state, recovery.corruption_reported_from, report);
                 if let Some(state) = state {
                     self.state.on_recovered(time, log, state, report);
                 }
@@ -204,7 +201,7 @@ impl<'h> Driver<'h> {
                 commit_seq,
                 state,
                 symbols,
-            } => self.repairs.on_settled(time, *commit_seq, *state, symbols.as_ref(), report),
+            } => self.repairs.on_settled(time, *commit_seq, *state, symbols.as_deref(), report),
             EventKind::QueueDeclared {
                 queue,
                 capacity,

@@ -207,30 +207,50 @@ pub fn verify_symbols(symbols: &RepairSymbols) -> Result<(), ParityError> {
         return Err(ParityError::ParityMismatch { offset });
     }
     // Erase each shard in turn and decode it from the parity and the other
-    // shards. Suffix XORs keep this O(bytes) instead of O(shards²).
-    let shards: Vec<&[u8]> = symbols.systematic.chunks(shard_size).collect();
-    let mut suffix = vec![vec![0_u8; shard_size]; shards.len() + 1];
-    for index in (0..shards.len()).rev() {
-        let (head, tail) = suffix.split_at_mut(index + 1);
-        if let (Some(out), Some(next), Some(shard)) = (head.last_mut(), tail.first(), shards.get(index)) {
-            xor_into(out, next);
-            xor_into(out, shard);
+    // shards only: `parity ⊕ (shards before) ⊕ (shards after)`. The XORs of
+    // the shards after each one are precomputed, so this stays O(bytes),
+    // in one scratch allocation.
+    let shard_count = symbols.systematic.len().div_ceil(shard_size);
+    let scratch_len = shard_size.saturating_mul(shard_count.saturating_add(2));
+    let mut on_stack = [0_u8; 256];
+    let mut on_heap = Vec::new();
+    let scratch: &mut [u8] = match on_stack.get_mut(..scratch_len) {
+        Some(small) => small,
+        None => {
+            on_heap.resize(scratch_len, 0);
+            &mut on_heap
         }
+    };
+    let (suffixes, rest) = scratch.split_at_mut(shard_size.saturating_mul(shard_count));
+    let (prefix, rebuilt) = rest.split_at_mut(shard_size);
+    // suffixes[i] = XOR of shards i+1.. (the last one stays zero).
+    for index in (0..shard_count.saturating_sub(1)).rev() {
+        let (head, tail) = suffixes.split_at_mut((index + 1) * shard_size);
+        let here = head.get_mut(index * shard_size..).unwrap_or_default();
+        xor_into(here, tail.get(..shard_size).unwrap_or_default());
+        xor_into(here, shard(&symbols.systematic, index + 1, shard_size));
     }
-    let mut prefix = vec![0_u8; shard_size];
-    for (index, shard) in shards.iter().enumerate() {
-        let mut rebuilt = symbols.parity.clone();
-        xor_into(&mut rebuilt, &prefix);
-        if let Some(after) = suffix.get(index + 1) {
-            xor_into(&mut rebuilt, after);
-        }
-        let padded_matches = rebuilt.iter().enumerate().all(|(offset, byte)| *byte == shard.get(offset).copied().unwrap_or(0));
+    for index in 0..shard_count {
+        rebuilt.copy_from_slice(&symbols.parity);
+        xor_into(rebuilt, prefix);
+        xor_into(rebuilt, suffixes.get(index * shard_size..(index + 1) * shard_size).unwrap_or_default());
+        let original = shard(&symbols.systematic, index, shard_size);
+        // The last shard is zero-padded to the shard size.
+        let padded_matches =
+            rebuilt.iter().enumerate().all(|(offset, byte)| *byte == original.get(offset).copied().unwrap_or(0));
         if !padded_matches {
             return Err(ParityError::ShardNotRecoverable { shard: index });
         }
-        xor_into(&mut prefix, shard);
+        xor_into(prefix, original);
     }
     Ok(())
+}
+
+/// Shard `index` of `systematic` (the last may be short).
+fn shard(systematic: &[u8], index: usize, shard_size: usize) -> &[u8] {
+    let start = index.saturating_mul(shard_size).min(systematic.len());
+    let end = start.saturating_add(shard_size).min(systematic.len());
+    systematic.get(start..end).unwrap_or_default()
 }
 
 fn xor_into(target: &mut [u8], source: &[u8]) {

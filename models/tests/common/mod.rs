@@ -153,12 +153,12 @@ impl Builder {
     }
 
     pub fn recovered(&mut self, log: Vec<LogEntry>, state: Option<Vec<PageVersion>>) -> &mut Self {
-        self.push(EventKind::Recovered {
+        self.push(EventKind::Recovered(Box::new(Recovery {
             process: 0,
             log,
             state,
             corruption_reported_from: None,
-        })
+        })))
     }
 
     pub fn quiescence(&mut self) -> &mut Self {
