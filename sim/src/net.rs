@@ -137,7 +137,13 @@ fn plan(from: ProcessId, to: ProcessId, msg_id: u64) -> Option<(Plan, u32)> {
         if !s.is_live(to, incarnation) || s.blocked.contains(&(from, to)) {
             return None;
         }
-        let net = s.faults.net.clone();
+        let mut net = s.faults.net.clone();
+        if s.phase != crate::trace::Phase::Fault {
+            // Outside the fault phase the network is healthy: latency only.
+            net.loss = 0.0;
+            net.duplicate = 0.0;
+            net.reorder = 0.0;
+        }
         // Every link has its own streams: removing a fault on one link
         // leaves the decisions of the others where they were.
         let link = (u64::from(from) << 32 | u64::from(to)) + 1;

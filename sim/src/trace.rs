@@ -32,6 +32,8 @@ pub enum TraceMode {
 /// The phases of a run (spec 07).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Phase {
+    /// Before the fault phase: processes start, no fault is injected.
+    Setup,
     /// Workload plus faults.
     Fault,
     /// Faults stop, the network heals, crashed processes restart; liveness is checked.

@@ -208,6 +208,43 @@ pub(crate) struct State {
     pub io_crash_notify: Arc<tokio::sync::Notify>,
 }
 
+/// A crash decision as it sits on the tape: 0 for none, else
+/// 1 + 2·(restart delay − lo) + power_loss.
+struct CrashPlan {
+    power_loss: bool,
+    delay_ms: u64,
+}
+
+impl CrashPlan {
+    /// A fresh draw: a crash with probability `p`.
+    fn fresh(rng: &mut rand_chacha::ChaCha8Rng, p: f64, c: &crate::profile::CrashFaults) -> u64 {
+        use rand::Rng;
+        if p <= 0.0 || rng.gen::<f64>() >= p {
+            return 0;
+        }
+        let span = c.restart_delay_ms;
+        let delay = rng.gen_range(span.lo..=span.hi) - span.lo;
+        1 + 2 * delay + u64::from(rng.gen::<f64>() < c.power_loss_fraction)
+    }
+
+    /// Read a drawn (or replayed, possibly edited) value back.
+    fn decode(v: u64, c: &crate::profile::CrashFaults) -> Option<CrashPlan> {
+        let span = c.restart_delay_ms;
+        (v != 0).then(|| CrashPlan {
+            power_loss: (v - 1) % 2 == 1,
+            delay_ms: span.lo + ((v - 1) / 2) % (span.hi - span.lo + 1),
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.power_loss {
+            "machine crash (power loss)"
+        } else {
+            "process crash"
+        }
+    }
+}
+
 /// A non-zero key for a sub-stream, from its identifying bytes.
 pub(crate) fn stream_key(parts: &[&[u8]]) -> u64 {
     use std::hash::Hasher;
@@ -267,6 +304,22 @@ impl State {
         skew
     }
 
+    /// The disk faults in force now: failures (EIO, ENOSPC, media faults)
+    /// only in the fault phase; the crash model itself (tearing of unsynced
+    /// data on power loss) always, since it is what a crash means.
+    pub fn disk_faults_now(&self) -> crate::profile::DiskFaults {
+        let mut faults = self.faults.disk.clone();
+        if self.phase != Phase::Fault {
+            faults.fsync_eio = 0.0;
+            faults.enospc = 0.0;
+            faults.latent_sector_error = 0.0;
+            faults.silent_corruption = 0.0;
+            faults.misdirected_write = 0.0;
+            faults.lost_write = 0.0;
+        }
+        faults
+    }
+
     /// Mark `id` crashed now: its handles go stale at once and, with
     /// `power_loss`, its disk goes through the crash model. Returns the node
     /// to kill (`None` if it was already down).
@@ -302,37 +355,25 @@ impl State {
             return false;
         }
         let c = self.faults.crash.clone();
-        let span = c.restart_delay_ms;
         let key = stream_key(&[what.as_bytes(), b":", path.as_bytes()]);
         let label = || format!("{what}:{path}");
         let v = self
             .chooser
             .draw_keyed(&sites::CRASH_IO, key, label, u64::MAX, |rng| {
-                use rand::Rng;
-                if c.crash_per_io <= 0.0 || rng.gen::<f64>() >= c.crash_per_io {
-                    return 0;
-                }
-                let delay = rng.gen_range(span.lo..=span.hi) - span.lo;
-                let power = u64::from(rng.gen::<f64>() < c.power_loss_fraction);
-                1 + 2 * delay + power
+                CrashPlan::fresh(rng, c.crash_per_io, &c)
             });
-        if v == 0 {
+        let Some(plan) = CrashPlan::decode(v, &c) else {
             return false;
-        }
-        let power_loss = (v - 1) % 2 == 1;
-        let delay_ms = span.lo + ((v - 1) / 2) % (span.hi - span.lo + 1);
-        let kind = if power_loss {
-            "machine crash (power loss)"
-        } else {
-            "process crash"
         };
         let detail = format!(
-            "{kind} of {} during a {what} of {path}, restart after {delay_ms} ms",
-            self.process(id).name
+            "{} of {} during a {what} of {path}, restart after {} ms",
+            plan.kind(),
+            self.process(id).name,
+            plan.delay_ms
         );
         self.fault_fired(Some(id), &sites::CRASH_IO, v, detail);
-        if let Some(node) = self.mark_crashed(id, power_loss) {
-            self.io_crashes.push((id, node, delay_ms));
+        if let Some(node) = self.mark_crashed(id, plan.power_loss) {
+            self.io_crashes.push((id, node, plan.delay_ms));
             self.io_crash_notify.notify_one();
         }
         true
@@ -860,40 +901,27 @@ impl Sim {
             let running = s.process(id).status == Status::Running;
             let c = s.faults.crash.clone();
             let p = Self::per_tick(c.crash_per_s);
-            let span = c.restart_delay_ms;
-            // Value: 1 + 2·(delay − lo) + power_loss. Drawn even while the
-            // process is down (forced to 0) to keep the stream aligned.
+            // Drawn even while the process is down (forced to 0) to keep
+            // the stream aligned.
             let bound = if running { u64::MAX } else { 1 };
-            let v = s.chooser.draw(&sites::CRASH, bound, |rng| {
-                use rand::Rng;
-                if rng.gen::<f64>() >= p {
-                    return 0;
-                }
-                let delay = rng.gen_range(span.lo..=span.hi) - span.lo;
-                let power = u64::from(rng.gen::<f64>() < c.power_loss_fraction);
-                1 + 2 * delay + power
-            });
-            (v != 0).then(|| {
-                let power_loss = (v - 1) % 2 == 1;
-                let delay_ms = span.lo + ((v - 1) / 2) % (span.hi - span.lo + 1);
-                let what = if power_loss {
-                    "machine crash (power loss)"
-                } else {
-                    "process crash"
-                };
+            let v = s
+                .chooser
+                .draw(&sites::CRASH, bound, |rng| CrashPlan::fresh(rng, p, &c));
+            CrashPlan::decode(v, &c).inspect(|plan| {
                 let detail = format!(
-                    "{what} of {}, restart after {delay_ms} ms",
-                    s.process(id).name
+                    "{} of {}, restart after {} ms",
+                    plan.kind(),
+                    s.process(id).name,
+                    plan.delay_ms
                 );
                 s.fault_fired(Some(id), &sites::CRASH, v, detail);
-                (power_loss, delay_ms)
             })
         };
-        let Some((power_loss, delay_ms)) = decision else {
+        let Some(plan) = decision else {
             return;
         };
-        self.crash(id, power_loss);
-        self.restart_later(id, delay_ms);
+        self.crash(id, plan.power_loss);
+        self.restart_later(id, plan.delay_ms);
     }
 
     fn maybe_pause(&self, id: ProcessId) {
@@ -1074,7 +1102,7 @@ where
     let state = State {
         chooser,
         trace: Trace::new(config.trace),
-        phase: Phase::Fault,
+        phase: Phase::Setup,
         faults: config.faults.clone(),
         disk_config: config.disk.clone(),
         processes: Vec::new(),

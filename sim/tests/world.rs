@@ -277,6 +277,9 @@ fn deliveries(seed: u64, faults: FaultConfig, n: u64, partition: bool) -> Vec<u6
                 }
             }
         });
+        // Network faults fire in the fault phase (no process is a crash
+        // target here).
+        sim.start_faults(&[]);
         if partition {
             sim.set_link(sender, receiver, true);
         }
@@ -319,6 +322,47 @@ fn network_loss_duplication_and_reordering_each_fire() {
 #[test]
 fn a_partitioned_link_drops_everything() {
     assert!(deliveries(7, FaultConfig::none(), 50, true).is_empty());
+}
+
+#[test]
+fn the_network_is_healthy_outside_the_fault_phase() {
+    let mut lossy = FaultConfig::none();
+    lossy.net.loss = 0.5;
+    lossy.net.duplicate = 0.5;
+    let outcome = run(config(9).faults(lossy), |sim: Sim| async move {
+        let net: Net<u64> = Net::new();
+        let got: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let (rx_net, out) = (net.clone(), got.clone());
+        let receiver = sim.spawn_process("rx", move |ctx| {
+            let (net, out) = (rx_net.clone(), out.clone());
+            async move {
+                let ep = net.endpoint(&ctx);
+                loop {
+                    let (_, m) = ep.recv().await;
+                    out.lock().expect("lock").push(m);
+                }
+            }
+        });
+        let tx_net = net.clone();
+        sim.spawn_process("tx", move |ctx| {
+            let net = tx_net.clone();
+            async move {
+                let ep = net.endpoint(&ctx);
+                for i in 0..100 {
+                    ep.send(receiver, i);
+                    madsim::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        });
+        // Setup phase, then heal: no fault phase at all.
+        sim.sleep(Duration::from_millis(50)).await;
+        sim.heal();
+        sim.sleep(Duration::from_millis(200)).await;
+        let v = got.lock().expect("lock").clone();
+        v
+    });
+    assert_eq!(outcome.result.expect("run"), (0..100).collect::<Vec<_>>());
+    assert_eq!(outcome.stats.faults(), 0);
 }
 
 #[test]

@@ -122,14 +122,10 @@ pub mod errors {
 /// and trace each fault it injected.
 pub(crate) fn power_fail(state: &mut State, process: ProcessId) {
     let mut notes = Vec::new();
-    let State {
-        disks,
-        chooser,
-        faults,
-        ..
-    } = state;
+    let faults = state.disk_faults_now();
+    let State { disks, chooser, .. } = state;
     if let Some(disk) = disks.get_mut(process as usize) {
-        disk.power_fail(chooser, &faults.disk, &mut notes);
+        disk.power_fail(chooser, &faults, &mut notes);
     }
     emit_notes(state, process, notes);
 }
@@ -224,19 +220,15 @@ impl Disk {
         let mut s = lock(&self.shared);
         self.check(&s)?;
         let mut notes = Vec::new();
+        let faults = s.disk_faults_now();
         let result = {
-            let State {
-                disks,
-                chooser,
-                faults,
-                ..
-            } = &mut *s;
+            let State { disks, chooser, .. } = &mut *s;
             let disk = disks
                 .get_mut(self.process as usize)
                 .ok_or_else(|| errors::estale("no disk"))?;
             let mut ctx = Ctx {
                 chooser,
-                faults: &faults.disk,
+                faults: &faults,
                 notes: &mut notes,
             };
             f(disk, &mut ctx)
