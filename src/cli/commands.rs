@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use durasim_sim::{Profile, TraceMode};
+use durasim_sim::TraceMode;
 
 use super::output::{read_tape, shrink_text, write_trace, Progress};
-use super::{Outcome, RunArgs};
+use super::{Outcome, RunArgs, SweepArgs};
 use crate::harness::corpus::{self, CorpusEntry};
 use crate::harness::{
     render_story, run_seed, shrink, story, sweep as run_sweep, HarnessError, Registry, RunParams,
@@ -122,20 +122,7 @@ pub fn run(
     Ok(verdict_outcome(result.verdict.passed()))
 }
 
-/// Arguments of `durasim sweep`.
-pub struct SweepArgs {
-    pub scenario: String,
-    pub seeds: String,
-    pub profile: Profile,
-    pub size: Option<u32>,
-    pub bugs: Vec<String>,
-    pub jobs: Option<usize>,
-    pub shard: Option<String>,
-    pub json: bool,
-    pub watchdog_secs: u64,
-}
-
-pub fn sweep(registry: &Registry, args: SweepArgs) -> Result<Outcome, HarnessError> {
+pub fn sweep(registry: &Registry, args: &SweepArgs) -> Result<Outcome, HarnessError> {
     let range: SeedRange = args.seeds.parse()?;
     let shard: Shard = match &args.shard {
         Some(s) => s.parse()?,

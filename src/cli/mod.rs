@@ -42,6 +42,38 @@ pub struct RunArgs {
     pub bugs: Vec<String>,
 }
 
+/// Options of `durasim sweep`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SweepArgs {
+    /// Scenario name, or `all` (default: every default scenario).
+    #[arg(long, default_value = "all")]
+    pub scenario: String,
+    /// Seeds: N (0..N), A..B or A..=B.
+    #[arg(long, default_value = "0..1000")]
+    pub seeds: String,
+    /// Fault profile.
+    #[arg(long, default_value = "swarm")]
+    pub profile: Profile,
+    /// Workload size (default: each scenario's).
+    #[arg(long)]
+    pub size: Option<u32>,
+    /// Switch on a known bug; repeatable (needs a single --scenario).
+    #[arg(long = "bug")]
+    pub bugs: Vec<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Run only shard K of N (K/N, 1-based).
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Print one JSON line per seed on stdout (the table goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Wall-clock seconds a run may take before it counts as a livelock.
+    #[arg(long, default_value_t = 60)]
+    pub watchdog_secs: u64,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -68,35 +100,7 @@ pub enum Command {
         check_determinism: bool,
     },
     /// Run many seeds across all cores and summarise.
-    Sweep {
-        /// Scenario name, or `all` (default: every default scenario).
-        #[arg(long, default_value = "all")]
-        scenario: String,
-        /// Seeds: N (0..N), A..B or A..=B.
-        #[arg(long, default_value = "0..1000")]
-        seeds: String,
-        /// Fault profile.
-        #[arg(long, default_value = "swarm")]
-        profile: Profile,
-        /// Workload size (default: each scenario's).
-        #[arg(long)]
-        size: Option<u32>,
-        /// Switch on a known bug; repeatable (needs a single --scenario).
-        #[arg(long = "bug")]
-        bugs: Vec<String>,
-        /// Worker threads (default: all cores).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// Run only shard K of N (K/N, 1-based).
-        #[arg(long)]
-        shard: Option<String>,
-        /// Print one JSON line per seed on stdout (the table goes to stderr).
-        #[arg(long)]
-        json: bool,
-        /// Wall-clock seconds a run may take before it counts as a livelock.
-        #[arg(long, default_value_t = 60)]
-        watchdog_secs: u64,
-    },
+    Sweep(SweepArgs),
     /// Shrink a failing seed to a minimal reproduction.
     Shrink {
         /// Scenario, profile, size and bugs.
@@ -240,30 +244,7 @@ fn dispatch(registry: &Registry, command: Command) -> Result<Outcome, HarnessErr
             trace.as_deref(),
             check_determinism,
         ),
-        Command::Sweep {
-            scenario,
-            seeds,
-            profile,
-            size,
-            bugs,
-            jobs,
-            shard,
-            json,
-            watchdog_secs,
-        } => commands::sweep(
-            registry,
-            commands::SweepArgs {
-                scenario,
-                seeds,
-                profile,
-                size,
-                bugs,
-                jobs,
-                shard,
-                json,
-                watchdog_secs,
-            },
-        ),
+        Command::Sweep(args) => commands::sweep(registry, &args),
         Command::Shrink {
             run,
             seed,
