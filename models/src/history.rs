@@ -579,4 +579,3 @@ pub enum OverflowPolicy {
     /// The enqueue returns an error at once.
     Fail,
 }
-

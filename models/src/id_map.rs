@@ -60,7 +60,10 @@ impl<V> IdMap<V> {
     pub(crate) fn insert(&mut self, id: u64, value: V) -> Option<V> {
         self.grow_to_cover(id);
         match self.dense_index(id) {
-            Some(index) => self.dense.get_mut(index).and_then(|slot| slot.replace(value)),
+            Some(index) => self
+                .dense
+                .get_mut(index)
+                .and_then(|slot| slot.replace(value)),
             None => self.sparse.insert(id, value),
         }
     }
@@ -113,7 +116,11 @@ impl<V> IdMap<V> {
             return;
         }
         // Keep "every id below dense.len() lives in dense" true.
-        let moved: Vec<u64> = self.sparse.range(..id.saturating_add(1)).map(|(k, _)| *k).collect();
+        let moved: Vec<u64> = self
+            .sparse
+            .range(..id.saturating_add(1))
+            .map(|(k, _)| *k)
+            .collect();
         for key in moved {
             if let (Some(value), Ok(index)) = (self.sparse.remove(&key), usize::try_from(key)) {
                 if let Some(slot) = self.dense.get_mut(index) {
@@ -169,13 +176,19 @@ mod tests {
     fn growing_the_dense_part_migrates_sparse_entries() {
         let mut map = IdMap::default();
         map.insert(100_000, 'a');
-        assert!(map.dense.is_empty(), "100 000 is beyond the first growth step");
+        assert!(
+            map.dense.is_empty(),
+            "100 000 is beyond the first growth step"
+        );
         for id in 0..60_000 {
             map.insert(id, 'b');
         }
         map.insert(100_001, 'c');
         assert_eq!(map.get(100_000), Some(&'a'));
-        assert!(map.sparse.is_empty(), "the covered sparse entry moved to dense");
+        assert!(
+            map.sparse.is_empty(),
+            "the covered sparse entry moved to dense"
+        );
         *map.get_or_insert_with(100_000, || 'z') = 'd';
         assert_eq!(map.get(100_000), Some(&'d'));
     }

@@ -21,9 +21,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::history::{
-    AttemptRef, AttemptResult, BackoffPolicy, BatchRequest, Call, CommitSeq, EventId, EventKind, History, ItemId,
-    LogEntry, OkValue, OpId, Recovery, Outcome, OverflowPolicy, PageWrite, Phase, PermitSeq, ProcessId, RejectionClass,
-    RepairEventKind, RepairState, RepairSymbols, SimTime, UnknownReason, Verdict,
+    AttemptRef, AttemptResult, BackoffPolicy, BatchRequest, Call, CommitSeq, EventId, EventKind,
+    History, ItemId, LogEntry, OkValue, OpId, Outcome, OverflowPolicy, PageWrite, PermitSeq, Phase,
+    ProcessId, Recovery, RejectionClass, RepairEventKind, RepairState, RepairSymbols, SimTime,
+    UnknownReason, Verdict,
 };
 use crate::model::page_store::PageStore;
 use crate::model::repair::xor_parity;
@@ -209,8 +210,8 @@ impl ReferenceConfig {
         config.channel_capacity = 16;
         config.queue = Some((8, OverflowPolicy::DropOldest));
         config.faults = FaultRates {
-            server_crash: 2,
-            crash_between_phases: 20,
+            server_crash: 1,
+            crash_between_phases: 4,
             response_loss: 2_000,
             request_duplication: 1_000,
             fsync_failure: 0,
@@ -306,7 +307,7 @@ struct Sim<'c> {
     // Repairs.
     repair_events: BTreeMap<CommitSeq, u32>,
     repair_pending: VecDeque<CommitSeq>,
-    repair_running: Vec<CommitSeq>,
+    repair_running: VecDeque<CommitSeq>,
     repair_final: BTreeMap<CommitSeq, RepairState>,
     // Queue.
     queue: Option<QueueSim>,
@@ -340,7 +341,7 @@ impl<'c> Sim<'c> {
             next_batch: 1,
             repair_events: BTreeMap::new(),
             repair_pending: VecDeque::new(),
-            repair_running: Vec::new(),
+            repair_running: VecDeque::new(),
             repair_final: BTreeMap::new(),
             queue: None,
             next_item: 1,
@@ -361,7 +362,9 @@ impl<'c> Sim<'c> {
         self.declare_volatile();
         // A run that cannot settle is a bug in this file; the bound keeps a
         // broken run from spinning forever (its history then fails checks).
-        let tick_limit = (self.config.operations as u64).saturating_mul(2_000).saturating_add(100_000);
+        let tick_limit = (self.config.operations as u64)
+            .saturating_mul(2_000)
+            .saturating_add(100_000);
         for _ in 0..tick_limit {
             self.now += TICK;
             self.maybe_heal();
@@ -419,7 +422,10 @@ impl<'c> Sim<'c> {
             && self.slots.is_empty()
             && self.repair_pending.is_empty()
             && self.repair_running.is_empty()
-            && self.queue.as_ref().is_none_or(|q| q.items.is_empty() && q.blocked.is_none())
+            && self
+                .queue
+                .as_ref()
+                .is_none_or(|q| q.items.is_empty() && q.blocked.is_none())
     }
 
     fn declare_volatile(&mut self) {
@@ -473,7 +479,10 @@ impl<'c> Sim<'c> {
                         attempt: 1,
                         first_started: self.now,
                         any_unknown: false,
-                        state: WriteState::Sleeping { until: self.now, delay: 0 },
+                        state: WriteState::Sleeping {
+                            until: self.now,
+                            delay: 0,
+                        },
                     },
                 );
                 self.start_attempt(op, 0);
@@ -533,20 +542,24 @@ impl<'c> Sim<'c> {
             writes,
         };
         if self.fault(self.config.faults.request_duplication) {
-            self.to_server.push_back((self.now + 2 * TICK, request.clone()));
+            self.to_server
+                .push_back((self.now + 2 * TICK, request.clone()));
         }
         self.to_server.push_back((self.now + TICK, request));
     }
 
     fn deliver_responses(&mut self) {
-        while self.to_client.front().is_some_and(|(at, _, _)| *at <= self.now) {
+        while self
+            .to_client
+            .front()
+            .is_some_and(|(at, _, _)| *at <= self.now)
+        {
             let Some((_, origin, result)) = self.to_client.pop_front() else {
                 break;
             };
-            let current = self
-                .writes
-                .get(&origin.op)
-                .is_some_and(|w| w.attempt == origin.attempt && matches!(w.state, WriteState::Waiting { .. }));
+            let current = self.writes.get(&origin.op).is_some_and(|w| {
+                w.attempt == origin.attempt && matches!(w.state, WriteState::Waiting { .. })
+            });
             if current {
                 self.attempt_result(origin.op, result);
             }
@@ -559,7 +572,9 @@ impl<'c> Sim<'c> {
             .iter()
             .filter_map(|(op, write)| match write.state {
                 WriteState::Waiting { deadline } if deadline <= self.now => Some((*op, None)),
-                WriteState::Sleeping { until, delay } if until <= self.now => Some((*op, Some(delay))),
+                WriteState::Sleeping { until, delay } if until <= self.now => {
+                    Some((*op, Some(delay)))
+                }
                 _ => None,
             })
             .collect();
@@ -600,7 +615,13 @@ impl<'c> Sim<'c> {
             AttemptResult::Unknown if self.fault(self.config.faults.give_up_on_unknown) => {
                 Some(Outcome::Unknown(UnknownReason::TimedOut))
             }
-            _ if self.config.policy.within_window(write.first_started, self.now) => None,
+            _ if self
+                .config
+                .policy
+                .within_window(write.first_started, self.now) =>
+            {
+                None
+            }
             _ => Some(Outcome::Failed {
                 error: "CommitConvergenceError".to_string(),
                 definite: !any_unknown,
@@ -652,13 +673,21 @@ impl<'c> Sim<'c> {
     // ----- server: channel and batches -------------------------------------
 
     fn drop_arrivals(&mut self) {
-        while self.to_server.front().is_some_and(|(at, _)| *at <= self.now) {
+        while self
+            .to_server
+            .front()
+            .is_some_and(|(at, _)| *at <= self.now)
+        {
             self.to_server.pop_front();
         }
     }
 
     fn server_step(&mut self) {
-        while self.to_server.front().is_some_and(|(at, _)| *at <= self.now) {
+        while self
+            .to_server
+            .front()
+            .is_some_and(|(at, _)| *at <= self.now)
+        {
             if let Some((_, request)) = self.to_server.pop_front() {
                 self.waiting_writers.push_back(request);
             }
@@ -669,7 +698,13 @@ impl<'c> Sim<'c> {
                 break;
             };
             let permit = self.reserve();
-            self.slots.insert(permit, Slot { request, sent: false });
+            self.slots.insert(
+                permit,
+                Slot {
+                    request,
+                    sent: false,
+                },
+            );
         }
         if self.slots.len() < capacity && self.fault(self.config.faults.cancelled_reservation) {
             let permit = self.reserve();
@@ -686,7 +721,12 @@ impl<'c> Sim<'c> {
             };
             self.push(kind);
         }
-        let unsent: Vec<PermitSeq> = self.slots.iter().filter(|(_, s)| !s.sent).map(|(p, _)| *p).collect();
+        let unsent: Vec<PermitSeq> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| !s.sent)
+            .map(|(p, _)| *p)
+            .collect();
         for permit in unsent {
             if self.rng.below(10) < 7 {
                 if let Some(slot) = self.slots.get_mut(&permit) {
@@ -743,10 +783,16 @@ impl<'c> Sim<'c> {
                 Verdict::Conflict {
                     reason: "receipt-exists".to_string(),
                 }
-            } else if let Some(conflict) = self.validation.first_conflict(request.snapshot_seq, &request.writes) {
+            } else if let Some(conflict) = self
+                .validation
+                .first_conflict(request.snapshot_seq, &request.writes)
+            {
                 rejections.push((request.origin, RejectionClass::Transient, "conflict"));
                 Verdict::Conflict {
-                    reason: format!("page {} committed at seq {}", conflict.page, conflict.winner),
+                    reason: format!(
+                        "page {} committed at seq {}",
+                        conflict.page, conflict.winner
+                    ),
                 }
             } else {
                 self.receipts.insert(request.event_id);
@@ -794,7 +840,10 @@ impl<'c> Sim<'c> {
         }
         self.now += 5 * MICROS;
         self.log.extend(valid);
-        self.push(EventKind::WalAppended { batch: batch_id, ok: true });
+        self.push(EventKind::WalAppended {
+            batch: batch_id,
+            ok: true,
+        });
         if self.fault(self.config.faults.crash_between_phases) {
             return self.crash();
         }
@@ -856,7 +905,10 @@ impl<'c> Sim<'c> {
     }
 
     fn recover(&mut self, with_state: bool) {
-        let kept = self.durable_len + self.rng.below((self.log.len() - self.durable_len) as u64 + 1) as usize;
+        let kept = self.durable_len
+            + self
+                .rng
+                .below((self.log.len() - self.durable_len) as u64 + 1) as usize;
         if self.fault(self.config.faults.recovery_crash) {
             // Recovery decides what it keeps before it crashes: the re-run
             // finds the same durable state.
@@ -914,8 +966,15 @@ impl<'c> Sim<'c> {
     }
 
     fn repair_step(&mut self) {
-        if !self.repair_running.is_empty() && self.rng.below(2) == 0 {
-            let seq = self.repair_running.remove(0);
+        // Tasks finish in the order they started; a few per tick, so that
+        // some are still running when the server crashes.
+        for _ in 0..4 {
+            if self.rng.below(2) == 0 {
+                break;
+            }
+            let Some(seq) = self.repair_running.pop_front() else {
+                break;
+            };
             let failed = self.fault(self.config.faults.repair_failure);
             let (kind, state) = if failed {
                 (RepairEventKind::RepairFailed, RepairState::Failed)
@@ -925,11 +984,12 @@ impl<'c> Sim<'c> {
             self.repair_event(seq, kind);
             self.repair_final.insert(seq, state);
         }
-        for _ in 0..2 {
-            if let Some(seq) = self.repair_pending.pop_front() {
-                self.repair_event(seq, RepairEventKind::RepairStarted);
-                self.repair_running.push(seq);
-            }
+        for _ in 0..4 {
+            let Some(seq) = self.repair_pending.pop_front() else {
+                break;
+            };
+            self.repair_event(seq, RepairEventKind::RepairStarted);
+            self.repair_running.push_back(seq);
         }
     }
 
@@ -969,7 +1029,9 @@ impl<'c> Sim<'c> {
                         queue.blocked = Some(item);
                         events.push(EventKind::QueueSenderBlocked { queue: QUEUE, item });
                     }
-                    OverflowPolicy::Fail => events.push(EventKind::QueueEnqueueFailed { queue: QUEUE, item }),
+                    OverflowPolicy::Fail => {
+                        events.push(EventKind::QueueEnqueueFailed { queue: QUEUE, item })
+                    }
                     OverflowPolicy::DropOldest => {
                         if let Some(oldest) = queue.items.pop_front() {
                             events.push(EventKind::QueueDroppedOldest {
@@ -1010,10 +1072,13 @@ impl<'c> Sim<'c> {
     fn finish(mut self) -> History {
         self.now += MILLIS;
         self.push(EventKind::Phase(Phase::Quiescence));
-        let settled: Vec<(CommitSeq, RepairState)> = self.repair_final.iter().map(|(s, r)| (*s, *r)).collect();
+        let settled: Vec<(CommitSeq, RepairState)> =
+            self.repair_final.iter().map(|(s, r)| (*s, *r)).collect();
         for (seq, state) in settled {
             let symbols = (state == RepairState::Completed).then(|| {
-                let systematic: Vec<u8> = (0..15_u64).map(|i| (seq.wrapping_mul(31).wrapping_add(i * 7)) as u8).collect();
+                let systematic: Vec<u8> = (0..15_u64)
+                    .map(|i| (seq.wrapping_mul(31).wrapping_add(i * 7)) as u8)
+                    .collect();
                 let parity = xor_parity(&systematic, SHARD_SIZE as usize);
                 Box::new(RepairSymbols {
                     shard_size: SHARD_SIZE,

@@ -105,7 +105,9 @@ impl InvariantId {
 
     /// Parse a stable id (`"D1"` …); `None` for anything else.
     pub fn parse(id: &str) -> Option<InvariantId> {
-        InvariantId::ALL.into_iter().find(|candidate| candidate.as_str() == id)
+        InvariantId::ALL
+            .into_iter()
+            .find(|candidate| candidate.as_str() == id)
     }
 }
 

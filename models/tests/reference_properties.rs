@@ -18,25 +18,91 @@ struct Mutation {
 }
 
 const MUTATIONS: &[Mutation] = &[
-    Mutation { name: "drop acknowledged commits from a recovery", breaks: InvariantId::D1, apply: drop_acked_commits },
-    Mutation { name: "drop a write from a recovered commit", breaks: InvariantId::D2, apply: drop_one_write },
-    Mutation { name: "add a never-submitted commit to a recovery", breaks: InvariantId::D3, apply: add_phantom_commit },
-    Mutation { name: "swap two channel deliveries", breaks: InvariantId::D4, apply: swap_deliveries },
-    Mutation { name: "publish before fsync", breaks: InvariantId::D5, apply: publish_before_fsync },
-    Mutation { name: "fail the fsync of a published batch", breaks: InvariantId::D5, apply: fail_published_fsync },
-    Mutation { name: "acknowledge a commit seq nobody published", breaks: InvariantId::D5, apply: ack_unpublished_seq },
-    Mutation { name: "drop a write's completion", breaks: InvariantId::D6, apply: drop_completion },
-    Mutation { name: "duplicate an event id across commits", breaks: InvariantId::D7, apply: duplicate_event_id },
-    Mutation { name: "let a conflicting request commit", breaks: InvariantId::D8, apply: accept_a_conflict },
-    Mutation { name: "leave a repair Pending at quiescence", breaks: InvariantId::D9, apply: leave_repair_pending },
-    Mutation { name: "change a repeated recovery's answer", breaks: InvariantId::D10, apply: change_repeated_recovery },
-    Mutation { name: "sleep off the backoff curve", breaks: InvariantId::D11, apply: sleep_off_curve },
-    Mutation { name: "misreport a queue's occupancy", breaks: InvariantId::D12, apply: misreport_occupancy },
-    Mutation { name: "shrink the liveness bound to zero", breaks: InvariantId::L1, apply: zero_liveness_bound },
+    Mutation {
+        name: "drop acknowledged commits from a recovery",
+        breaks: InvariantId::D1,
+        apply: drop_acked_commits,
+    },
+    Mutation {
+        name: "drop a write from a recovered commit",
+        breaks: InvariantId::D2,
+        apply: drop_one_write,
+    },
+    Mutation {
+        name: "add a never-submitted commit to a recovery",
+        breaks: InvariantId::D3,
+        apply: add_phantom_commit,
+    },
+    Mutation {
+        name: "swap two channel deliveries",
+        breaks: InvariantId::D4,
+        apply: swap_deliveries,
+    },
+    Mutation {
+        name: "publish before fsync",
+        breaks: InvariantId::D5,
+        apply: publish_before_fsync,
+    },
+    Mutation {
+        name: "fail the fsync of a published batch",
+        breaks: InvariantId::D5,
+        apply: fail_published_fsync,
+    },
+    Mutation {
+        name: "acknowledge a commit seq nobody published",
+        breaks: InvariantId::D5,
+        apply: ack_unpublished_seq,
+    },
+    Mutation {
+        name: "drop a write's completion",
+        breaks: InvariantId::D6,
+        apply: drop_completion,
+    },
+    Mutation {
+        name: "duplicate an event id across commits",
+        breaks: InvariantId::D7,
+        apply: duplicate_event_id,
+    },
+    Mutation {
+        name: "let a conflicting request commit",
+        breaks: InvariantId::D8,
+        apply: accept_a_conflict,
+    },
+    Mutation {
+        name: "leave a repair Pending at quiescence",
+        breaks: InvariantId::D9,
+        apply: leave_repair_pending,
+    },
+    Mutation {
+        name: "change a repeated recovery's answer",
+        breaks: InvariantId::D10,
+        apply: change_repeated_recovery,
+    },
+    Mutation {
+        name: "sleep off the backoff curve",
+        breaks: InvariantId::D11,
+        apply: sleep_off_curve,
+    },
+    Mutation {
+        name: "misreport a queue's occupancy",
+        breaks: InvariantId::D12,
+        apply: misreport_occupancy,
+    },
+    Mutation {
+        name: "shrink the liveness bound to zero",
+        breaks: InvariantId::L1,
+        apply: zero_liveness_bound,
+    },
 ];
 
 fn positions(history: &History, wanted: impl Fn(usize, &Event) -> bool) -> Vec<usize> {
-    history.events.iter().enumerate().filter(|(i, e)| wanted(*i, e)).map(|(i, _)| i).collect()
+    history
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| wanted(*i, e))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 fn pick_from(candidates: Vec<usize>, pick: usize) -> Option<usize> {
@@ -112,7 +178,10 @@ fn drop_one_write(history: &History, pick: usize) -> Option<History> {
     }
     let (index, entry) = candidates[pick % candidates.len()];
     let mut mutated = history.clone();
-    recovered_log(&mut mutated, index)?.get_mut(entry)?.writes.pop();
+    recovered_log(&mut mutated, index)?
+        .get_mut(entry)?
+        .writes
+        .pop();
     Some(mutated)
 }
 
@@ -121,7 +190,12 @@ fn add_phantom_commit(history: &History, pick: usize) -> Option<History> {
     let mut mutated = history.clone();
     let log = recovered_log(&mut mutated, index)?;
     let seq = log.len() as u64 + 1;
-    log.push(LogEntry { seq, txn_id: 987_654_321, event_id: None, writes: vec![PageWrite { page: 0, value: 1 }] });
+    log.push(LogEntry {
+        seq,
+        txn_id: 987_654_321,
+        event_id: None,
+        writes: vec![PageWrite { page: 0, value: 1 }],
+    });
     Some(mutated)
 }
 
@@ -139,7 +213,9 @@ fn swap_deliveries(history: &History, pick: usize) -> Option<History> {
                         .iter()
                         .rev()
                         .take_while(|e| !matches!(e.kind, EventKind::ChannelDeclared { .. }))
-                        .any(|e| matches!(e.kind, EventKind::PermitSent { permit: q, .. } if q == p))
+                        .any(
+                            |e| matches!(e.kind, EventKind::PermitSent { permit: q, .. } if q == p),
+                        )
                 };
                 if let Some(earlier) = previous {
                     if sent_before(permit, earlier) {
@@ -172,9 +248,19 @@ fn swap_deliveries(history: &History, pick: usize) -> Option<History> {
 }
 
 fn publish_before_fsync(history: &History, pick: usize) -> Option<History> {
-    let published = pick_from(positions(history, |_, e| matches!(e.kind, EventKind::Published { .. })), pick)?;
-    let EventKind::Published { batch, .. } = history.events[published].kind else { return None };
-    let fsync = positions(history, |_, e| matches!(e.kind, EventKind::FsyncReturned { batch: b, .. } if b == batch));
+    let published = pick_from(
+        positions(history, |_, e| {
+            matches!(e.kind, EventKind::Published { .. })
+        }),
+        pick,
+    )?;
+    let EventKind::Published { batch, .. } = history.events[published].kind else {
+        return None;
+    };
+    let fsync = positions(
+        history,
+        |_, e| matches!(e.kind, EventKind::FsyncReturned { batch: b, .. } if b == batch),
+    );
     let fsync = *fsync.first()?;
     let mut mutated = history.clone();
     let mut event = mutated.events.remove(published);
@@ -184,9 +270,20 @@ fn publish_before_fsync(history: &History, pick: usize) -> Option<History> {
 }
 
 fn fail_published_fsync(history: &History, pick: usize) -> Option<History> {
-    let published = pick_from(positions(history, |_, e| matches!(e.kind, EventKind::Published { .. })), pick)?;
-    let EventKind::Published { batch, .. } = history.events[published].kind else { return None };
-    let fsync = *positions(history, |_, e| matches!(e.kind, EventKind::FsyncReturned { batch: b, .. } if b == batch)).first()?;
+    let published = pick_from(
+        positions(history, |_, e| {
+            matches!(e.kind, EventKind::Published { .. })
+        }),
+        pick,
+    )?;
+    let EventKind::Published { batch, .. } = history.events[published].kind else {
+        return None;
+    };
+    let fsync = *positions(
+        history,
+        |_, e| matches!(e.kind, EventKind::FsyncReturned { batch: b, .. } if b == batch),
+    )
+    .first()?;
     let mut mutated = history.clone();
     mutated.events[fsync].kind = EventKind::FsyncReturned { batch, ok: false };
     Some(mutated)
@@ -194,19 +291,37 @@ fn fail_published_fsync(history: &History, pick: usize) -> Option<History> {
 
 fn ack_unpublished_seq(history: &History, pick: usize) -> Option<History> {
     let candidates = positions(history, |_, e| {
-        matches!(e.kind, EventKind::AttemptEnded { result: AttemptResult::Committed { .. }, .. })
+        matches!(
+            e.kind,
+            EventKind::AttemptEnded {
+                result: AttemptResult::Committed { .. },
+                ..
+            }
+        )
     });
     let index = pick_from(candidates, pick)?;
     let mut mutated = history.clone();
-    if let EventKind::AttemptEnded { result: AttemptResult::Committed { commit_seq }, .. } = &mut mutated.events[index].kind {
+    if let EventKind::AttemptEnded {
+        result: AttemptResult::Committed { commit_seq },
+        ..
+    } = &mut mutated.events[index].kind
+    {
         *commit_seq += 1_000_000;
     }
     Some(mutated)
 }
 
 fn drop_completion(history: &History, pick: usize) -> Option<History> {
-    let quiescence = *positions(history, |_, e| matches!(e.kind, EventKind::Phase(Phase::Quiescence))).first()?;
-    let index = pick_from(positions(history, |i, e| i < quiescence && matches!(e.kind, EventKind::Complete { .. })), pick)?;
+    let quiescence = *positions(history, |_, e| {
+        matches!(e.kind, EventKind::Phase(Phase::Quiescence))
+    })
+    .first()?;
+    let index = pick_from(
+        positions(history, |i, e| {
+            i < quiescence && matches!(e.kind, EventKind::Complete { .. })
+        }),
+        pick,
+    )?;
     let mut mutated = history.clone();
     mutated.events.remove(index);
     Some(mutated)
@@ -235,9 +350,10 @@ fn duplicate_event_id(history: &History, pick: usize) -> Option<History> {
     let (first, second) = candidates[pick % candidates.len()];
     let first_valid_event = |batch_id: u64| {
         history.events.iter().find_map(|e| match &e.kind {
-            EventKind::BatchValidated { batch, requests } if *batch == batch_id => {
-                requests.iter().find(|r| r.verdict == Verdict::Valid).and_then(|r| r.event_id)
-            }
+            EventKind::BatchValidated { batch, requests } if *batch == batch_id => requests
+                .iter()
+                .find(|r| r.verdict == Verdict::Valid)
+                .and_then(|r| r.event_id),
             _ => None,
         })
     };
@@ -246,7 +362,10 @@ fn duplicate_event_id(history: &History, pick: usize) -> Option<History> {
     for event in &mut mutated.events {
         if let EventKind::BatchValidated { batch, requests } = &mut event.kind {
             if *batch == second {
-                requests.iter_mut().find(|r| r.verdict == Verdict::Valid)?.event_id = Some(event_id);
+                requests
+                    .iter_mut()
+                    .find(|r| r.verdict == Verdict::Valid)?
+                    .event_id = Some(event_id);
             }
         }
     }
@@ -288,7 +407,12 @@ fn accept_a_conflict(history: &History, pick: usize) -> Option<History> {
 }
 
 fn leave_repair_pending(history: &History, pick: usize) -> Option<History> {
-    let index = pick_from(positions(history, |_, e| matches!(e.kind, EventKind::RepairSettled { .. })), pick)?;
+    let index = pick_from(
+        positions(history, |_, e| {
+            matches!(e.kind, EventKind::RepairSettled { .. })
+        }),
+        pick,
+    )?;
     let mut mutated = history.clone();
     if let EventKind::RepairSettled { state, symbols, .. } = &mut mutated.events[index].kind {
         *state = RepairState::Pending;
@@ -300,10 +424,16 @@ fn leave_repair_pending(history: &History, pick: usize) -> Option<History> {
 fn change_repeated_recovery(history: &History, pick: usize) -> Option<History> {
     let fresh = fresh_recoveries(history);
     let repeated: Vec<usize> = positions(history, |i, e| {
-        matches!(&e.kind, EventKind::Recovered(recovery) if !recovery.log.is_empty()) && !fresh.contains(&i) && i > 0
+        matches!(&e.kind, EventKind::Recovered(recovery) if !recovery.log.is_empty())
+            && !fresh.contains(&i)
+            && i > 0
     })
     .into_iter()
-    .filter(|i| history.events[..*i].iter().any(|e| matches!(e.kind, EventKind::Recovered(_))))
+    .filter(|i| {
+        history.events[..*i]
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Recovered(_)))
+    })
     .collect();
     let index = pick_from(repeated, pick)?;
     let mut mutated = history.clone();
@@ -312,7 +442,13 @@ fn change_repeated_recovery(history: &History, pick: usize) -> Option<History> {
 }
 
 fn sleep_off_curve(history: &History, pick: usize) -> Option<History> {
-    let index = pick_from(positions(history, |_, e| matches!(e.kind, EventKind::AttemptStarted { attempt, .. } if attempt >= 2)), pick)?;
+    let index = pick_from(
+        positions(
+            history,
+            |_, e| matches!(e.kind, EventKind::AttemptStarted { attempt, .. } if attempt >= 2),
+        ),
+        pick,
+    )?;
     let mut mutated = history.clone();
     if let EventKind::AttemptStarted { delay_before, .. } = &mut mutated.events[index].kind {
         *delay_before = 3_600_000_000_000;
@@ -321,16 +457,27 @@ fn sleep_off_curve(history: &History, pick: usize) -> Option<History> {
 }
 
 fn misreport_occupancy(history: &History, pick: usize) -> Option<History> {
-    let index = pick_from(positions(history, |_, e| matches!(e.kind, EventKind::QueueEnqueued { .. })), pick)?;
+    let index = pick_from(
+        positions(history, |_, e| {
+            matches!(e.kind, EventKind::QueueEnqueued { .. })
+        }),
+        pick,
+    )?;
     let mut mutated = history.clone();
-    if let EventKind::QueueEnqueued { occupancy_after, .. } = &mut mutated.events[index].kind {
+    if let EventKind::QueueEnqueued {
+        occupancy_after, ..
+    } = &mut mutated.events[index].kind
+    {
         *occupancy_after += 1;
     }
     Some(mutated)
 }
 
 fn zero_liveness_bound(history: &History, _pick: usize) -> Option<History> {
-    let heal = *positions(history, |_, e| matches!(e.kind, EventKind::Phase(Phase::Heal { .. }))).first()?;
+    let heal = *positions(history, |_, e| {
+        matches!(e.kind, EventKind::Phase(Phase::Heal { .. }))
+    })
+    .first()?;
     let heal_at = history.events[heal].time;
     // Applies only if some operation completes strictly after its start.
     let mut invoked = std::collections::BTreeMap::new();
@@ -351,7 +498,10 @@ fn zero_liveness_bound(history: &History, _pick: usize) -> Option<History> {
         return None;
     }
     let mut mutated = history.clone();
-    mutated.events[heal].kind = EventKind::Phase(Phase::Heal { bound: 0, resolves_unknown: false });
+    mutated.events[heal].kind = EventKind::Phase(Phase::Heal {
+        bound: 0,
+        resolves_unknown: false,
+    });
     Some(mutated)
 }
 
@@ -383,10 +533,19 @@ proptest! {
 
 #[test]
 fn every_mutation_applies_to_some_reference_history() {
-    let histories: Vec<History> = (0..64).map(|seed| generate(&ReferenceConfig::small(seed))).collect();
+    let histories: Vec<History> = (0..64)
+        .map(|seed| generate(&ReferenceConfig::small(seed)))
+        .collect();
     for mutation in MUTATIONS {
-        let applied = histories.iter().filter(|h| (mutation.apply)(h, 0).is_some()).count();
-        assert!(applied > 0, "mutation '{}' never applied: its property is vacuous", mutation.name);
+        let applied = histories
+            .iter()
+            .filter(|h| (mutation.apply)(h, 0).is_some())
+            .count();
+        assert!(
+            applied > 0,
+            "mutation '{}' never applied: its property is vacuous",
+            mutation.name
+        );
     }
 }
 
@@ -396,16 +555,36 @@ fn reference_histories_exercise_the_faults_they_claim() {
     for seed in 0..64 {
         for event in generate(&ReferenceConfig::small(seed)).events {
             let mark = match event.kind {
-                EventKind::ServerCrash { during_recovery: true, .. } => "crash during recovery",
+                EventKind::ServerCrash {
+                    during_recovery: true,
+                    ..
+                } => "crash during recovery",
                 EventKind::ServerCrash { .. } => "server crash",
                 EventKind::FsyncReturned { ok: false, .. } => "failed fsync",
-                EventKind::AttemptEnded { result: AttemptResult::Unknown, .. } => "unknown attempt",
-                EventKind::Complete { outcome: Outcome::Unknown(_), .. } => "unknown outcome",
-                EventKind::Complete { outcome: Outcome::Failed { .. }, .. } => "failed write",
-                EventKind::AttemptEnded { result: AttemptResult::Rejected { .. }, .. } => "rejection",
+                EventKind::AttemptEnded {
+                    result: AttemptResult::Unknown,
+                    ..
+                } => "unknown attempt",
+                EventKind::Complete {
+                    outcome: Outcome::Unknown(_),
+                    ..
+                } => "unknown outcome",
+                EventKind::Complete {
+                    outcome: Outcome::Failed { .. },
+                    ..
+                } => "failed write",
+                EventKind::AttemptEnded {
+                    result: AttemptResult::Rejected { .. },
+                    ..
+                } => "rejection",
                 EventKind::PermitAborted { .. } => "aborted permit",
-                EventKind::QueueDroppedOldest { .. } | EventKind::QueueSenderBlocked { .. } | EventKind::QueueEnqueueFailed { .. } => "queue overflow",
-                EventKind::Repair { kind: RepairEventKind::RepairFailed, .. } => "failed repair",
+                EventKind::QueueDroppedOldest { .. }
+                | EventKind::QueueSenderBlocked { .. }
+                | EventKind::QueueEnqueueFailed { .. } => "queue overflow",
+                EventKind::Repair {
+                    kind: RepairEventKind::RepairFailed,
+                    ..
+                } => "failed repair",
                 _ => continue,
             };
             seen.insert(mark);

@@ -16,8 +16,10 @@
 //! `reads`). Batches with no valid request may skip WAL and fsync; this
 //! file does not judge batching efficiency.
 
-use crate::history::{AttemptResult, BatchId, BatchRequest, CommitSeq, OkValue, OpId, Outcome, SimTime, Verdict};
-use crate::id_map::IdMap;
+use crate::history::{
+    AttemptResult, BatchId, BatchRequest, CommitSeq, OkValue, OpId, Outcome, SimTime, Verdict,
+};
+use crate::id_map::{IdMap, IdSet};
 use crate::violation::{InvariantId, Secs};
 
 use super::Report;
@@ -42,20 +44,25 @@ struct BatchSlot<'h> {
     valid: usize,
     appended: Option<Appended>,
     fsync: Option<Fsynced>,
-    published: bool,
 }
 
-/// The batch registry and D5's state.
+/// The batch registry and D5's state. A published batch is done: it leaves
+/// the registry and one bit remembers it (records for it after that are
+/// reported, except fsyncs, which cannot make its publication worse).
 #[derive(Debug, Default)]
 pub(crate) struct BatchPhases<'h> {
     batches: IdMap<BatchSlot<'h>>,
+    published: IdSet,
     epoch: u64,
     /// Latest publication per op: (attempt, commit seq, time).
     published_by_op: IdMap<(u32, CommitSeq, SimTime)>,
 }
 
 fn ops_of(requests: &[BatchRequest]) -> Vec<OpId> {
-    requests.iter().filter_map(|r| r.origin.map(|o| o.op)).collect()
+    requests
+        .iter()
+        .filter_map(|r| r.origin.map(|o| o.op))
+        .collect()
 }
 
 impl<'h> BatchPhases<'h> {
@@ -67,7 +74,7 @@ impl<'h> BatchPhases<'h> {
         requests: &'h [BatchRequest],
         report: &mut Report,
     ) -> bool {
-        if self.batches.contains(batch) {
+        if self.batches.contains(batch) || self.published.contains(batch) {
             report.add(
                 InvariantId::D5,
                 time,
@@ -76,7 +83,10 @@ impl<'h> BatchPhases<'h> {
             );
             return false;
         }
-        let valid = requests.iter().filter(|r| r.verdict == Verdict::Valid).count();
+        let valid = requests
+            .iter()
+            .filter(|r| r.verdict == Verdict::Valid)
+            .count();
         self.batches.insert(
             batch,
             BatchSlot {
@@ -84,7 +94,6 @@ impl<'h> BatchPhases<'h> {
                 valid,
                 appended: None,
                 fsync: None,
-                published: false,
             },
         );
         true
@@ -100,12 +109,12 @@ impl<'h> BatchPhases<'h> {
     ) -> Option<&'h [BatchRequest]> {
         let epoch = self.epoch;
         let Some(slot) = self.batches.get_mut(batch) else {
-            report.add(
-                InvariantId::D5,
-                time,
-                vec![],
-                format!("malformed history: WAL append of batch {batch}, which was never validated"),
-            );
+            let message = if self.published.contains(batch) {
+                format!("batch {batch} is appended to the WAL after it was published")
+            } else {
+                format!("malformed history: WAL append of batch {batch}, which was never validated")
+            };
+            report.add(InvariantId::D5, time, vec![], message);
             return None;
         };
         if slot.appended.is_some() {
@@ -127,19 +136,31 @@ impl<'h> BatchPhases<'h> {
 
     /// Record where the batch's first frame landed in the epoch's log.
     pub(crate) fn set_first_position(&mut self, batch: BatchId, first_position: usize) {
-        if let Some(Some(appended)) = self.batches.get_mut(batch).map(|slot| slot.appended.as_mut()) {
+        if let Some(Some(appended)) = self
+            .batches
+            .get_mut(batch)
+            .map(|slot| slot.appended.as_mut())
+        {
             appended.first_position = first_position;
         }
     }
 
-    pub(crate) fn on_fsync(&mut self, time: SimTime, batch: BatchId, ok: bool, report: &mut Report) {
+    pub(crate) fn on_fsync(
+        &mut self,
+        time: SimTime,
+        batch: BatchId,
+        ok: bool,
+        report: &mut Report,
+    ) {
         let Some(slot) = self.batches.get_mut(batch) else {
-            report.add(
-                InvariantId::D5,
-                time,
-                vec![],
-                format!("malformed history: fsync of batch {batch}, which was never validated"),
-            );
+            if !self.published.contains(batch) {
+                report.add(
+                    InvariantId::D5,
+                    time,
+                    vec![],
+                    format!("malformed history: fsync of batch {batch}, which was never validated"),
+                );
+            }
             return;
         };
         if slot.appended.is_none() {
@@ -173,21 +194,16 @@ impl<'h> BatchPhases<'h> {
         report: &mut Report,
     ) -> Option<(usize, &'h [BatchRequest])> {
         let epoch = self.epoch;
-        let Some(slot) = self.batches.get_mut(batch) else {
-            report.add(
-                InvariantId::D5,
-                time,
-                vec![],
-                format!("malformed history: batch {batch} is published but was never validated"),
-            );
+        let Some(slot) = self.batches.remove(batch) else {
+            let message = if self.published.contains(batch) {
+                format!("batch {batch} is published twice")
+            } else {
+                format!("malformed history: batch {batch} is published but was never validated")
+            };
+            report.add(InvariantId::D5, time, vec![], message);
             return None;
         };
-        let ops = ops_of(slot.requests);
-        if slot.published {
-            report.add(InvariantId::D5, time, ops, format!("batch {batch} is published twice"));
-            return None;
-        }
-        slot.published = true;
+        self.published.insert(batch);
         let problem = match (slot.appended, slot.fsync) {
             (None, _) => Some(format!("batch {batch} is published before its WAL append")),
             (Some(_), None) => Some(format!("batch {batch} is published before its fsync returned")),
@@ -218,12 +234,13 @@ impl<'h> BatchPhases<'h> {
             _ => None,
         };
         if let Some(problem) = problem {
-            report.add(InvariantId::D5, time, ops, problem);
+            report.add(InvariantId::D5, time, ops_of(slot.requests), problem);
         }
         let valid_requests = slot.requests.iter().filter(|r| r.verdict == Verdict::Valid);
         for (request, seq) in valid_requests.zip(commit_seqs) {
             if let Some(origin) = request.origin {
-                self.published_by_op.insert(origin.op, (origin.attempt, *seq, time));
+                self.published_by_op
+                    .insert(origin.op, (origin.attempt, *seq, time));
             }
         }
         let appended = slot.appended?;
@@ -247,13 +264,26 @@ impl<'h> BatchPhases<'h> {
         }
     }
 
-    pub(crate) fn on_complete(&mut self, time: SimTime, op: OpId, outcome: &Outcome, report: &mut Report) {
+    pub(crate) fn on_complete(
+        &mut self,
+        time: SimTime,
+        op: OpId,
+        outcome: &Outcome,
+        report: &mut Report,
+    ) {
         if let Outcome::Ok(OkValue::Committed { commit_seq }) = outcome {
             self.check_ack(time, op, None, *commit_seq, report);
         }
     }
 
-    fn check_ack(&self, time: SimTime, op: OpId, attempt: Option<u32>, seq: CommitSeq, report: &mut Report) {
+    fn check_ack(
+        &self,
+        time: SimTime,
+        op: OpId,
+        attempt: Option<u32>,
+        seq: CommitSeq,
+        report: &mut Report,
+    ) {
         let what = || match attempt {
             Some(attempt) => format!("op {op} attempt {attempt}"),
             None => format!("op {op}"),

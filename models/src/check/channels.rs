@@ -30,7 +30,13 @@ pub(crate) struct Channels {
 }
 
 impl Channels {
-    pub(crate) fn on_declared(&mut self, time: SimTime, channel: ChannelId, capacity: u32, report: &mut Report) {
+    pub(crate) fn on_declared(
+        &mut self,
+        time: SimTime,
+        channel: ChannelId,
+        capacity: u32,
+        report: &mut Report,
+    ) {
         if capacity == 0 {
             report.add(
                 InvariantId::D12,
@@ -39,10 +45,16 @@ impl Channels {
                 format!("channel {channel} is declared with capacity 0 (capacities are clamped to 1..=65535)"),
             );
         }
-        self.channels.insert(channel, TwoPhaseChannel::new(capacity));
+        self.channels
+            .insert(channel, TwoPhaseChannel::new(capacity));
     }
 
-    fn channel(&mut self, time: SimTime, channel: ChannelId, report: &mut Report) -> Option<&mut TwoPhaseChannel> {
+    fn channel(
+        &mut self,
+        time: SimTime,
+        channel: ChannelId,
+        report: &mut Report,
+    ) -> Option<&mut TwoPhaseChannel> {
         let found = self.channels.get_mut(&channel);
         if found.is_none() {
             report.add(
@@ -55,7 +67,13 @@ impl Channels {
         found
     }
 
-    pub(crate) fn on_reserved(&mut self, time: SimTime, channel: ChannelId, permit: PermitSeq, report: &mut Report) {
+    pub(crate) fn on_reserved(
+        &mut self,
+        time: SimTime,
+        channel: ChannelId,
+        permit: PermitSeq,
+        report: &mut Report,
+    ) {
         if let Some(model) = self.channel(time, channel, report) {
             for breach in model.reserve(permit) {
                 explain(time, channel, permit, breach, report);
@@ -63,20 +81,47 @@ impl Channels {
         }
     }
 
-    pub(crate) fn on_sent(&mut self, time: SimTime, channel: ChannelId, permit: PermitSeq, report: &mut Report) {
-        if let Some(breach) = self.channel(time, channel, report).and_then(|model| model.send(permit)) {
+    pub(crate) fn on_sent(
+        &mut self,
+        time: SimTime,
+        channel: ChannelId,
+        permit: PermitSeq,
+        report: &mut Report,
+    ) {
+        if let Some(breach) = self
+            .channel(time, channel, report)
+            .and_then(|model| model.send(permit))
+        {
             explain(time, channel, permit, breach, report);
         }
     }
 
-    pub(crate) fn on_aborted(&mut self, time: SimTime, channel: ChannelId, permit: PermitSeq, report: &mut Report) {
-        if let Some(breach) = self.channel(time, channel, report).and_then(|model| model.abort(permit)) {
+    pub(crate) fn on_aborted(
+        &mut self,
+        time: SimTime,
+        channel: ChannelId,
+        permit: PermitSeq,
+        report: &mut Report,
+    ) {
+        if let Some(breach) = self
+            .channel(time, channel, report)
+            .and_then(|model| model.abort(permit))
+        {
             explain(time, channel, permit, breach, report);
         }
     }
 
-    pub(crate) fn on_delivered(&mut self, time: SimTime, channel: ChannelId, permit: PermitSeq, report: &mut Report) {
-        if let Some(breach) = self.channel(time, channel, report).and_then(|model| model.deliver(permit)) {
+    pub(crate) fn on_delivered(
+        &mut self,
+        time: SimTime,
+        channel: ChannelId,
+        permit: PermitSeq,
+        report: &mut Report,
+    ) {
+        if let Some(breach) = self
+            .channel(time, channel, report)
+            .and_then(|model| model.deliver(permit))
+        {
             explain(time, channel, permit, breach, report);
         }
     }
@@ -109,7 +154,13 @@ fn describe(state: Option<PermitState>) -> &'static str {
     }
 }
 
-fn explain(time: SimTime, channel: ChannelId, permit: PermitSeq, breach: ChannelBreach, report: &mut Report) {
+fn explain(
+    time: SimTime,
+    channel: ChannelId,
+    permit: PermitSeq,
+    breach: ChannelBreach,
+    report: &mut Report,
+) {
     let (invariant, message) = match breach {
         ChannelBreach::PermitOutOfSequence { expected } => (
             InvariantId::D4,

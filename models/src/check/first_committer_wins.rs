@@ -29,7 +29,12 @@ pub(crate) struct FirstCommitterWins {
 }
 
 impl FirstCommitterWins {
-    pub(crate) fn on_appended(&mut self, time: SimTime, requests: &[BatchRequest], report: &mut Report) {
+    pub(crate) fn on_appended(
+        &mut self,
+        time: SimTime,
+        requests: &[BatchRequest],
+        report: &mut Report,
+    ) {
         for request in requests.iter().filter(|r| r.verdict == Verdict::Valid) {
             let seq = self.lineage_len.saturating_add(1);
             let ops: Vec<_> = request.origin.map(|o| o.op).into_iter().collect();

@@ -16,59 +16,84 @@
 //! Does not verify: repairs (D9 at quiescence), anything before the heal
 //! marker, histories without one.
 
-use crate::history::{SimTime, UnknownReason};
+use crate::history::{OpId, SimTime, UnknownReason};
 use crate::violation::{InvariantId, Secs};
 
-use super::op_lifecycle::{Ending, OpLifecycle};
+use super::op_lifecycle::{Ending, OpRecord};
 use super::{Phases, Report};
 
-pub(crate) fn check(phases: &Phases, ops: &OpLifecycle, report: &mut Report) {
-    let Some((heal_at, bound, resolves_unknown)) = phases.heal else {
+/// The deadline of an op invoked at `invoked_at`, if a heal phase began.
+fn deadline(phases: &Phases, invoked_at: SimTime) -> Option<(SimTime, SimTime, SimTime, bool)> {
+    let (heal_at, bound, resolves_unknown) = phases.heal?;
+    let start = invoked_at.max(heal_at);
+    Some((
+        start.saturating_add(bound),
+        heal_at,
+        bound,
+        resolves_unknown,
+    ))
+}
+
+/// Judge an op that completed at `completed_at` (called in history order,
+/// so a heal marker recorded later does not apply to it).
+pub(crate) fn judge_completion(
+    phases: &Phases,
+    op: OpId,
+    record: &OpRecord,
+    completed_at: SimTime,
+    ending: Ending,
+    report: &mut Report,
+) {
+    let Some((deadline, heal_at, bound, resolves_unknown)) = deadline(phases, record.invoked_at)
+    else {
         return;
     };
-    for (op, record) in ops.records() {
-        let finished_before_heal = record.completed.is_some_and(|(at, _)| at < heal_at);
-        if finished_before_heal {
-            continue;
-        }
-        let start: SimTime = record.invoked_at.max(heal_at);
-        let deadline = start.saturating_add(bound);
-        match record.completed {
-            Some((at, _)) if at > deadline => report.add(
-                InvariantId::L1,
-                at,
-                vec![op],
-                format!(
-                    "op {op} completed at {}, past its deadline {} (heal began at {}, bound {})",
-                    Secs(at),
-                    Secs(deadline),
-                    Secs(heal_at),
-                    Secs(bound)
-                ),
+    if completed_at < heal_at {
+        return;
+    }
+    if completed_at > deadline {
+        report.add(
+            InvariantId::L1,
+            completed_at,
+            vec![op],
+            format!(
+                "op {op} completed at {}, past its deadline {} (heal began at {}, bound {})",
+                Secs(completed_at),
+                Secs(deadline),
+                Secs(heal_at),
+                Secs(bound)
             ),
-            Some((at, Ending::Unknown(UnknownReason::TimedOut))) if resolves_unknown => report.add(
-                InvariantId::L1,
-                at,
-                vec![op],
-                format!(
-                    "op {op} ended with an unknown outcome at {} in the heal phase, but the system claims to resolve outcomes",
-                    Secs(at)
-                ),
+        );
+    } else if resolves_unknown && ending == Ending::Unknown(UnknownReason::TimedOut) {
+        report.add(
+            InvariantId::L1,
+            completed_at,
+            vec![op],
+            format!(
+                "op {op} ended with an unknown outcome at {} in the heal phase, but the system claims to resolve outcomes",
+                Secs(completed_at)
             ),
-            Some(_) => {}
-            None if phases.quiescence.is_none() && phases.end > deadline => report.add(
-                InvariantId::L1,
-                deadline,
-                vec![op],
-                format!(
-                    "op {op} (process {}) is still outstanding at {}, its deadline (heal began at {}, bound {})",
-                    record.process,
-                    Secs(deadline),
-                    Secs(heal_at),
-                    Secs(bound)
-                ),
+        );
+    }
+}
+
+/// Judge an op that never completed, at the end of the history.
+pub(crate) fn judge_unfinished(phases: &Phases, op: OpId, record: &OpRecord, report: &mut Report) {
+    let Some((deadline, heal_at, bound, _)) = deadline(phases, record.invoked_at) else {
+        return;
+    };
+    if phases.quiescence.is_none() && phases.end > deadline {
+        report.add(
+            InvariantId::L1,
+            deadline,
+            vec![op],
+            format!(
+                "op {op} (process {}) is still outstanding at {}, its deadline (heal began at {}, bound {})",
+                record.process,
+                Secs(deadline),
+                Secs(heal_at),
+                Secs(bound)
             ),
-            None => {}
-        }
+        );
     }
 }

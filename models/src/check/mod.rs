@@ -71,8 +71,15 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    pub(crate) fn add(&mut self, invariant: InvariantId, time: SimTime, ops: Vec<OpId>, message: String) {
-        self.violations.push(Violation::new(invariant, time, ops, message));
+    pub(crate) fn add(
+        &mut self,
+        invariant: InvariantId,
+        time: SimTime,
+        ops: Vec<OpId>,
+        message: String,
+    ) {
+        self.violations
+            .push(Violation::new(invariant, time, ops, message));
     }
 }
 
@@ -95,7 +102,7 @@ struct Driver<'h> {
     log: recovered_log::RecoveredLog<'h>,
     state: recovered_state::RecoveredState,
     fcw: first_committer_wins::FirstCommitterWins,
-    reads: reads::Reads<'h>,
+    reads: reads::Reads,
     retries: retry_bounded::RetryBounded,
     channels: channels::Channels,
     queues: queues::Queues,
@@ -125,32 +132,51 @@ impl<'h> Driver<'h> {
         let report = &mut self.report;
         match kind {
             EventKind::Phase(phase) => self.on_phase(time, *phase),
-            EventKind::Invoke { op, process, call } => self.ops.on_invoke(time, *op, *process, call, report),
+            EventKind::Invoke { op, process, call } => {
+                self.ops.on_invoke(time, *op, *process, call, report)
+            }
             EventKind::Complete { op, outcome } => {
-                self.ops.on_complete(time, *op, outcome, report);
+                let read_page = self.ops.read_page(*op);
+                self.ops
+                    .on_complete(time, *op, outcome, &self.phases, report);
                 self.batches.on_complete(time, *op, outcome, report);
                 self.retries.on_complete(time, *op, outcome, report);
-                self.reads.on_complete(time, *op, self.ops.read_page(*op), outcome);
+                self.reads
+                    .on_complete(time, *op, read_page, outcome, self.log.model(), report);
             }
-            EventKind::BackoffPolicyDeclared(policy) => self.retries.on_policy(time, *policy, report),
+            EventKind::BackoffPolicyDeclared(policy) => {
+                self.retries.on_policy(time, *policy, report)
+            }
             EventKind::AttemptStarted {
                 op,
                 attempt,
                 delay_before,
             } => {
                 let known = self.ops.is_open_write(*op);
-                self.retries.on_attempt_started(time, *op, *attempt, *delay_before, known, report);
+                self.retries
+                    .on_attempt_started(time, *op, *attempt, *delay_before, known, report);
             }
-            EventKind::AttemptEnded { op, attempt, result } => {
-                self.retries.on_attempt_ended(time, *op, *attempt, result, report);
-                self.batches.on_attempt_ended(time, *op, *attempt, result, report);
+            EventKind::AttemptEnded {
+                op,
+                attempt,
+                result,
+            } => {
+                self.retries
+                    .on_attempt_ended(time, *op, *attempt, result, report);
+                self.batches
+                    .on_attempt_ended(time, *op, *attempt, result, report);
             }
             EventKind::ChannelDeclared { channel, capacity } => {
                 self.channels.on_declared(time, *channel, *capacity, report)
             }
-            EventKind::PermitReserved { channel, permit } => self.channels.on_reserved(time, *channel, *permit, report),
-            EventKind::PermitSent { channel, permit } => self.channels.on_sent(time, *channel, *permit, report),
-            EventKind::PermitAborted { channel, permit } | EventKind::PermitDropped { channel, permit } => {
+            EventKind::PermitReserved { channel, permit } => {
+                self.channels.on_reserved(time, *channel, *permit, report)
+            }
+            EventKind::PermitSent { channel, permit } => {
+                self.channels.on_sent(time, *channel, *permit, report)
+            }
+            EventKind::PermitAborted { channel, permit }
+            | EventKind::PermitDropped { channel, permit } => {
                 self.channels.on_aborted(time, *channel, *permit, report)
             }
             EventKind::PermitDelivered { channel, permit } => {
@@ -168,11 +194,16 @@ impl<'h> Driver<'h> {
                     self.fcw.on_appended(time, requests, report);
                 }
             }
-            EventKind::FsyncReturned { batch, ok } => self.batches.on_fsync(time, *batch, *ok, report),
+            EventKind::FsyncReturned { batch, ok } => {
+                self.batches.on_fsync(time, *batch, *ok, report)
+            }
             EventKind::Published { batch, commit_seqs } => {
-                if let Some((first, requests)) = self.batches.on_published(time, *batch, commit_seqs, report) {
-                    self.log.on_published(time, first, requests, commit_seqs, report);
-                    self.reads.on_published(time, requests, commit_seqs);
+                if let Some((first, requests)) =
+                    self.batches.on_published(time, *batch, commit_seqs, report)
+                {
+                    self.log
+                        .on_published(time, first, requests, commit_seqs, report);
+                    self.reads.on_published(time, requests, commit_seqs, report);
                 }
             }
             EventKind::ServerCrash { .. } => {
@@ -185,42 +216,61 @@ impl<'h> Driver<'h> {
             EventKind::Recovered(recovery) => {
                 let log = &recovery.log;
                 let state = recovery.state.as_deref();
-                self.log.on_recovered(time, log, state, recovery.corruption_reported_from, report);
+                self.log
+                    .on_recovered(time, log, state, recovery.corruption_reported_from, report);
                 if let Some(state) = state {
                     self.state.on_recovered(time, log, state, report);
                 }
                 self.fcw.on_recovered(log);
-                self.reads.on_recovered(time, log);
+                self.reads.on_recovered(time, log, report);
             }
             EventKind::Repair {
                 commit_seq,
                 event_seq,
                 kind,
-            } => self.repairs.on_event(time, *commit_seq, *event_seq, *kind, report),
+            } => self
+                .repairs
+                .on_event(time, *commit_seq, *event_seq, *kind, report),
             EventKind::RepairSettled {
                 commit_seq,
                 state,
                 symbols,
-            } => self.repairs.on_settled(time, *commit_seq, *state, symbols.as_deref(), report),
+            } => self
+                .repairs
+                .on_settled(time, *commit_seq, *state, symbols.as_deref(), report),
             EventKind::QueueDeclared {
                 queue,
                 capacity,
                 overflow,
-            } => self.queues.on_declared(time, *queue, *capacity, *overflow, report),
+            } => self
+                .queues
+                .on_declared(time, *queue, *capacity, *overflow, report),
             EventKind::QueueEnqueued {
                 queue,
                 item,
                 occupancy_after,
-            } => self.queues.on_enqueued(time, *queue, *item, *occupancy_after, report),
-            EventKind::QueueSenderBlocked { queue, item } => self.queues.on_blocked(time, *queue, *item, report),
-            EventKind::QueueEnqueueFailed { queue, item } => self.queues.on_failed(time, *queue, *item, report),
+            } => self
+                .queues
+                .on_enqueued(time, *queue, *item, *occupancy_after, report),
+            EventKind::QueueSenderBlocked { queue, item } => {
+                self.queues.on_blocked(time, *queue, *item, report)
+            }
+            EventKind::QueueEnqueueFailed { queue, item } => {
+                self.queues.on_failed(time, *queue, *item, report)
+            }
             EventKind::QueueDequeued {
                 queue,
                 item,
                 occupancy_after,
-            } => self.queues.on_dequeued(time, *queue, *item, *occupancy_after, report),
-            EventKind::QueueDroppedOldest { queue, item } => self.queues.on_dropped(time, *queue, *item, report),
-            EventKind::QueueDropReported { queue, item } => self.queues.on_drop_reported(time, *queue, *item, report),
+            } => self
+                .queues
+                .on_dequeued(time, *queue, *item, *occupancy_after, report),
+            EventKind::QueueDroppedOldest { queue, item } => {
+                self.queues.on_dropped(time, *queue, *item, report)
+            }
+            EventKind::QueueDropReported { queue, item } => {
+                self.queues.on_drop_reported(time, *queue, *item, report)
+            }
         }
     }
 
@@ -230,7 +280,9 @@ impl<'h> Driver<'h> {
                 bound,
                 resolves_unknown,
             } => {
-                self.phases.heal.get_or_insert((time, bound, resolves_unknown));
+                self.phases
+                    .heal
+                    .get_or_insert((time, bound, resolves_unknown));
             }
             Phase::Quiescence => {
                 if self.phases.quiescence.is_none() {
@@ -245,8 +297,11 @@ impl<'h> Driver<'h> {
 
     fn finish(mut self) -> Vec<Violation> {
         let report = &mut self.report;
-        self.ops.finish(&self.phases, |event_id| self.log.ever_applied(event_id), report);
-        liveness::check(&self.phases, &self.ops, report);
+        self.ops.finish(
+            &self.phases,
+            |event_id| self.log.ever_applied(event_id),
+            report,
+        );
         self.reads.finish(report);
         self.queues.finish(self.phases.end, report);
         self.repairs.finish(&self.phases, report);

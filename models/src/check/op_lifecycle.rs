@@ -16,11 +16,13 @@
 //! Does not verify: that acknowledged writes survive (D1), that an `Ok`
 //! write was really committed (D5), retries (D11).
 
-use crate::history::{Call, EventId, OkValue, OpId, Outcome, PageId, ProcessId, SimTime, UnknownReason};
-use crate::id_map::IdMap;
+use crate::history::{
+    Call, EventId, OkValue, OpId, Outcome, PageId, ProcessId, SimTime, UnknownReason,
+};
+use crate::id_map::{IdMap, IdSet};
 use crate::violation::{InvariantId, Secs};
 
-use super::{Phases, Report};
+use super::{liveness, Phases, Report};
 
 /// How an operation ended, as far as D6 and L1 care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,36 +35,42 @@ pub(crate) enum Ending {
     Unknown(UnknownReason),
 }
 
-/// One operation's record.
+/// An invoked operation that has not completed yet.
 #[derive(Debug, Clone)]
 pub(crate) struct OpRecord {
     pub(crate) process: ProcessId,
     pub(crate) invoked_at: SimTime,
     pub(crate) read_page: Option<PageId>,
     pub(crate) event_id: Option<EventId>,
-    pub(crate) completed: Option<(SimTime, Ending)>,
 }
 
-/// The operation table and D6's state.
+/// D6's state. Open operations are kept in full; a completed one leaves
+/// one bit behind.
 #[derive(Debug, Default)]
 pub(crate) struct OpLifecycle {
-    ops: IdMap<OpRecord>,
+    open: IdMap<OpRecord>,
+    invoked: IdSet,
+    completed: IdSet,
     op_of_event: IdMap<OpId>,
-    open: usize,
+    /// (op, event id, completion time) of every definite failure.
+    definite_failures: Vec<(OpId, EventId, SimTime)>,
 }
 
 impl OpLifecycle {
-    pub(crate) fn on_invoke(&mut self, time: SimTime, op: OpId, process: ProcessId, call: &Call, report: &mut Report) {
-        if let Some(existing) = self.ops.get(op) {
+    pub(crate) fn on_invoke(
+        &mut self,
+        time: SimTime,
+        op: OpId,
+        process: ProcessId,
+        call: &Call,
+        report: &mut Report,
+    ) {
+        if !self.invoked.insert(op) {
             report.add(
                 InvariantId::D6,
                 time,
                 vec![op],
-                format!(
-                    "malformed history: op {op} is invoked again (first invoked at {} by process {})",
-                    Secs(existing.invoked_at),
-                    existing.process
-                ),
+                format!("malformed history: op {op} is invoked again (process {process})"),
             );
             return;
         }
@@ -82,44 +90,44 @@ impl OpLifecycle {
                 self.op_of_event.insert(event_id, op);
             }
         }
-        self.ops.insert(
+        self.open.insert(
             op,
             OpRecord {
                 process,
                 invoked_at: time,
                 read_page,
                 event_id,
-                completed: None,
             },
         );
-        self.open += 1;
     }
 
-    pub(crate) fn on_complete(&mut self, time: SimTime, op: OpId, outcome: &Outcome, report: &mut Report) {
-        let Some(record) = self.ops.get_mut(op) else {
-            report.add(
-                InvariantId::D6,
-                time,
-                vec![op],
-                format!("malformed history: op {op} completes but was never invoked"),
-            );
+    pub(crate) fn on_complete(
+        &mut self,
+        time: SimTime,
+        op: OpId,
+        outcome: &Outcome,
+        phases: &Phases,
+        report: &mut Report,
+    ) {
+        let Some(record) = self.open.remove(op) else {
+            let message = if self.completed.contains(op) {
+                format!("op {op} completes twice: a write must end exactly once")
+            } else {
+                format!("malformed history: op {op} completes but was never invoked")
+            };
+            report.add(InvariantId::D6, time, vec![op], message);
             return;
         };
-        if let Some((completed_at, _)) = record.completed {
-            report.add(
-                InvariantId::D6,
-                time,
-                vec![op],
-                format!("op {op} completes twice (first at {}): a write must end exactly once", Secs(completed_at)),
-            );
-            return;
-        }
+        self.completed.insert(op);
         if time < record.invoked_at {
             report.add(
                 InvariantId::D6,
                 time,
                 vec![op],
-                format!("malformed history: op {op} completes before it was invoked at {}", Secs(record.invoked_at)),
+                format!(
+                    "malformed history: op {op} completes before it was invoked at {}",
+                    Secs(record.invoked_at)
+                ),
             );
         }
         let fits = match outcome {
@@ -137,58 +145,51 @@ impl OpLifecycle {
         }
         let ending = match outcome {
             Outcome::Ok(_) => Ending::Ok,
-            Outcome::Failed { definite, .. } => Ending::Failed { definite: *definite },
+            Outcome::Failed { definite, .. } => Ending::Failed {
+                definite: *definite,
+            },
             Outcome::Unknown(reason) => Ending::Unknown(*reason),
         };
-        record.completed = Some((time, ending));
-        self.open = self.open.saturating_sub(1);
+        if let (Ending::Failed { definite: true }, Some(event_id)) = (ending, record.event_id) {
+            self.definite_failures.push((op, event_id, time));
+        }
+        liveness::judge_completion(phases, op, &record, time, ending, report);
     }
 
-    /// The page an op reads, if it is a read.
+    /// The page an open op reads, if it is a read.
     pub(crate) fn read_page(&self, op: OpId) -> Option<PageId> {
-        self.ops.get(op).and_then(|record| record.read_page)
+        self.open.get(op).and_then(|record| record.read_page)
     }
 
     /// Whether `op` is an invoked, not yet completed write.
     pub(crate) fn is_open_write(&self, op: OpId) -> bool {
-        self.ops
+        self.open
             .get(op)
-            .is_some_and(|record| record.read_page.is_none() && record.completed.is_none())
-    }
-
-    /// Every operation, by id.
-    pub(crate) fn records(&self) -> impl Iterator<Item = (OpId, &OpRecord)> {
-        self.ops.iter()
+            .is_some_and(|record| record.read_page.is_none())
     }
 
     pub(crate) fn on_quiescence(&mut self, time: SimTime, report: &mut Report) {
-        if self.open == 0 {
-            return;
-        }
-        for (op, record) in self.ops.iter() {
-            if record.completed.is_none() {
-                report.add(
-                    InvariantId::D6,
-                    time,
-                    vec![op],
-                    format!(
-                        "op {op} (process {}) invoked at {} is still outstanding at quiescence: silently dropped",
-                        record.process,
-                        Secs(record.invoked_at)
-                    ),
-                );
-            }
+        for (op, record) in self.open.iter() {
+            report.add(
+                InvariantId::D6,
+                time,
+                vec![op],
+                format!(
+                    "op {op} (process {}) invoked at {} is still outstanding at quiescence: silently dropped",
+                    record.process,
+                    Secs(record.invoked_at)
+                ),
+            );
         }
     }
 
-    pub(crate) fn finish(&self, phases: &Phases, ever_applied: impl Fn(EventId) -> bool, report: &mut Report) {
-        for (op, record) in self.ops.iter() {
-            let Some((completed_at, Ending::Failed { definite: true })) = record.completed else {
-                continue;
-            };
-            let Some(event_id) = record.event_id else {
-                continue;
-            };
+    pub(crate) fn finish(
+        &self,
+        phases: &Phases,
+        ever_applied: impl Fn(EventId) -> bool,
+        report: &mut Report,
+    ) {
+        for &(op, event_id, completed_at) in &self.definite_failures {
             if ever_applied(event_id) {
                 report.add(
                     InvariantId::D6,
@@ -200,6 +201,9 @@ impl OpLifecycle {
                     ),
                 );
             }
+        }
+        for (op, record) in self.open.iter() {
+            liveness::judge_unfinished(phases, op, record, report);
         }
     }
 }

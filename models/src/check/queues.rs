@@ -38,9 +38,17 @@ impl Queues {
         report: &mut Report,
     ) {
         if capacity == 0 {
-            report.add(InvariantId::D12, time, vec![], format!("queue {queue} is declared with capacity 0"));
+            report.add(
+                InvariantId::D12,
+                time,
+                vec![],
+                format!("queue {queue} is declared with capacity 0"),
+            );
         }
-        if let Some(previous) = self.queues.insert(queue, BoundedQueue::new(capacity, overflow)) {
+        if let Some(previous) = self
+            .queues
+            .insert(queue, BoundedQueue::new(capacity, overflow))
+        {
             self.lost.push((queue, previous));
         }
     }
@@ -67,27 +75,69 @@ impl Queues {
         }
     }
 
-    pub(crate) fn on_enqueued(&mut self, time: SimTime, queue: QueueId, item: ItemId, occupancy: u32, report: &mut Report) {
-        self.apply(time, queue, item, report, |model| model.enqueue(item, occupancy));
+    pub(crate) fn on_enqueued(
+        &mut self,
+        time: SimTime,
+        queue: QueueId,
+        item: ItemId,
+        occupancy: u32,
+        report: &mut Report,
+    ) {
+        self.apply(time, queue, item, report, |model| {
+            model.enqueue(item, occupancy)
+        });
     }
 
-    pub(crate) fn on_blocked(&mut self, time: SimTime, queue: QueueId, item: ItemId, report: &mut Report) {
+    pub(crate) fn on_blocked(
+        &mut self,
+        time: SimTime,
+        queue: QueueId,
+        item: ItemId,
+        report: &mut Report,
+    ) {
         self.apply(time, queue, item, report, BoundedQueue::sender_blocked);
     }
 
-    pub(crate) fn on_failed(&mut self, time: SimTime, queue: QueueId, item: ItemId, report: &mut Report) {
+    pub(crate) fn on_failed(
+        &mut self,
+        time: SimTime,
+        queue: QueueId,
+        item: ItemId,
+        report: &mut Report,
+    ) {
         self.apply(time, queue, item, report, BoundedQueue::enqueue_failed);
     }
 
-    pub(crate) fn on_dequeued(&mut self, time: SimTime, queue: QueueId, item: ItemId, occupancy: u32, report: &mut Report) {
-        self.apply(time, queue, item, report, |model| model.dequeue(item, occupancy));
+    pub(crate) fn on_dequeued(
+        &mut self,
+        time: SimTime,
+        queue: QueueId,
+        item: ItemId,
+        occupancy: u32,
+        report: &mut Report,
+    ) {
+        self.apply(time, queue, item, report, |model| {
+            model.dequeue(item, occupancy)
+        });
     }
 
-    pub(crate) fn on_dropped(&mut self, time: SimTime, queue: QueueId, item: ItemId, report: &mut Report) {
+    pub(crate) fn on_dropped(
+        &mut self,
+        time: SimTime,
+        queue: QueueId,
+        item: ItemId,
+        report: &mut Report,
+    ) {
         self.apply(time, queue, item, report, |model| model.drop_oldest(item));
     }
 
-    pub(crate) fn on_drop_reported(&mut self, time: SimTime, queue: QueueId, item: ItemId, report: &mut Report) {
+    pub(crate) fn on_drop_reported(
+        &mut self,
+        time: SimTime,
+        queue: QueueId,
+        item: ItemId,
+        report: &mut Report,
+    ) {
         self.apply(time, queue, item, report, |model| model.drop_reported(item));
     }
 
@@ -97,7 +147,11 @@ impl Queues {
     }
 
     pub(crate) fn finish(&self, end: SimTime, report: &mut Report) {
-        let all = self.lost.iter().map(|(id, model)| (*id, model)).chain(self.queues.iter().map(|(id, model)| (*id, model)));
+        let all = self
+            .lost
+            .iter()
+            .map(|(id, model)| (*id, model))
+            .chain(self.queues.iter().map(|(id, model)| (*id, model)));
         for (queue, model) in all {
             for breach in model.unreported_drops() {
                 if let QueueBreach::DropNotReported { item } = breach {

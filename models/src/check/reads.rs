@@ -3,12 +3,13 @@
 //! was never committed).
 //!
 //! Verifies, for each read that returned a version `(page, seq, value)`:
-//! the page is the one asked for, and some commit numbered `seq` wrote that
-//! value to that page and had become visible — published, or exposed by a
-//! recovery — no later than the read's completion. A version that became
-//! visible only later is D5; one no commit wrote is D3. Commit sequence
-//! numbers reused after a recovery dropped an unpublished commit are kept
-//! apart: every version a seq has stood for is remembered.
+//! the page is the one asked for, and when the read completed the commit
+//! numbered `seq` in the current lineage — exposed by the last recovery, or
+//! published since — had written that value to that page. A version that
+//! only became visible later (published or recovered after the read) is
+//! D5; one that never did is D3. Reads are judged against the durable log
+//! model's lineage, so a sequence number reused after a recovery dropped
+//! an unpublished commit is judged by what it stood for at the time.
 //!
 //! Does not verify: reads that saw "never written", staleness (a read may
 //! return an older version: the store is not claimed linearizable here).
@@ -16,125 +17,172 @@
 use std::collections::BTreeMap;
 
 use crate::history::{
-    BatchRequest, CommitSeq, LogEntry, OkValue, OpId, Outcome, PageId, PageVersion, PageWrite, SimTime, Verdict,
+    BatchRequest, CommitSeq, LogEntry, OkValue, OpId, Outcome, PageId, PageVersion, PageWrite,
+    SimTime, Verdict,
 };
-use crate::id_map::IdMap;
+use crate::model::durable_log::DurableLog;
 use crate::violation::{InvariantId, Secs};
 
 use super::Report;
 
+/// A read whose version was not visible yet when it completed.
 #[derive(Debug, Clone, Copy)]
-struct Visible<'h> {
-    since: SimTime,
-    writes: &'h [PageWrite],
+struct EarlyRead {
+    time: SimTime,
+    op: OpId,
+    version: PageVersion,
 }
 
-/// When each commit became visible.
+/// Reads waiting to learn whether their version ever became visible.
 #[derive(Debug, Default)]
-pub(crate) struct Reads<'h> {
-    visible: IdMap<Visible<'h>>,
-    superseded: BTreeMap<CommitSeq, Vec<Visible<'h>>>,
-    /// Length of the log the previous recovery exposed: its entries are
-    /// registered already (a recovery that changes them is D1's to report).
-    registered_log_len: usize,
-    /// Reads to judge at the end, when every visibility is known (a read
-    /// that saw a version published later must be told from one that saw
-    /// a version never published).
-    reads: Vec<(SimTime, OpId, PageId, PageVersion)>,
+pub(crate) struct Reads {
+    early: BTreeMap<CommitSeq, Vec<EarlyRead>>,
 }
 
-impl<'h> Reads<'h> {
-    fn register(&mut self, seq: CommitSeq, since: SimTime, writes: &'h [PageWrite]) {
-        match self.visible.get(seq) {
-            Some(existing) if existing.writes == writes => {}
-            Some(existing) => {
-                let old = *existing;
-                self.superseded.entry(seq).or_default().push(old);
-                self.visible.insert(seq, Visible { since, writes });
-            }
-            None => {
-                self.visible.insert(seq, Visible { since, writes });
-            }
-        }
-    }
+fn wrote(writes: &[PageWrite], version: &PageVersion) -> bool {
+    writes
+        .iter()
+        .any(|write| write.page == version.page && write.value == version.value)
+}
 
-    pub(crate) fn on_published(&mut self, time: SimTime, requests: &'h [BatchRequest], commit_seqs: &[CommitSeq]) {
-        let valid = requests.iter().filter(|r| r.verdict == Verdict::Valid);
-        for (request, seq) in valid.zip(commit_seqs) {
-            self.register(*seq, time, &request.writes);
-        }
+/// What commit `seq` had written as of now in the model's lineage, if it
+/// was visible (recovered, or published).
+fn visible_writes<'m>(model: &'m DurableLog<'_>, seq: CommitSeq) -> Option<&'m [PageWrite]> {
+    let base = model.base();
+    let base_len = base.len() as u64;
+    if (1..=base_len).contains(&seq) {
+        let by_index = usize::try_from(seq - 1)
+            .ok()
+            .and_then(|i| base.get(i))
+            .filter(|e| e.seq == seq);
+        let entry = by_index.or_else(|| base.iter().find(|e| e.seq == seq))?;
+        return Some(&entry.writes);
     }
+    let position = usize::try_from(seq.checked_sub(base_len.saturating_add(1))?).ok()?;
+    let frame = model.frames().get(position)?;
+    frame.published.map(|_| frame.request.writes.as_slice())
+}
 
-    pub(crate) fn on_recovered(&mut self, time: SimTime, log: &'h [LogEntry]) {
-        let start = if log.len() >= self.registered_log_len {
-            self.registered_log_len
-        } else {
-            0
+impl Reads {
+    pub(crate) fn on_complete(
+        &mut self,
+        time: SimTime,
+        op: OpId,
+        read_page: Option<PageId>,
+        outcome: &Outcome,
+        model: &DurableLog<'_>,
+        report: &mut Report,
+    ) {
+        let (
+            Some(page),
+            Outcome::Ok(OkValue::Read {
+                version: Some(version),
+            }),
+        ) = (read_page, outcome)
+        else {
+            return;
         };
-        for entry in log.get(start..).unwrap_or(&[]) {
-            self.register(entry.seq, time, &entry.writes);
-        }
-        self.registered_log_len = log.len();
-    }
-
-    pub(crate) fn on_complete(&mut self, time: SimTime, op: OpId, read_page: Option<PageId>, outcome: &Outcome) {
-        if let (Some(page), Outcome::Ok(OkValue::Read { version: Some(version) })) = (read_page, outcome) {
-            self.reads.push((time, op, page, *version));
-        }
-    }
-
-    pub(crate) fn finish(&self, report: &mut Report) {
-        for &(time, op, page, version) in &self.reads {
-            self.check_read(time, op, page, version, report);
-        }
-    }
-
-    fn check_read(&self, time: SimTime, op: OpId, page: PageId, version: PageVersion, report: &mut Report) {
         let seq = version.commit_seq;
         if version.page != page {
             report.add(
                 InvariantId::D3,
                 time,
                 vec![op],
-                format!("op {op} read page {page} but was answered with a version of page {}", version.page),
+                format!(
+                    "op {op} read page {page} but was answered with a version of page {}",
+                    version.page
+                ),
             );
             return;
         }
-        let candidates = self
-            .visible
-            .get(seq)
-            .into_iter()
-            .chain(self.superseded.get(&seq).into_iter().flatten());
-        let earliest = candidates
-            .filter(|visible| {
-                visible
-                    .writes
-                    .iter()
-                    .any(|write| write.page == page && write.value == version.value)
-            })
-            .map(|visible| visible.since)
-            .min();
-        match earliest {
-            Some(since) if since <= time => {}
-            Some(since) => report.add(
-                InvariantId::D5,
-                time,
-                vec![op],
-                format!(
-                    "op {op} read page {page} at commit seq {seq} at {}, but that version became visible only at {}",
-                    Secs(time),
-                    Secs(since)
-                ),
-            ),
-            None => report.add(
+        match visible_writes(model, seq) {
+            Some(writes) if wrote(writes, version) => {}
+            Some(_) => report.add(
                 InvariantId::D3,
                 time,
                 vec![op],
-                format!(
-                    "op {op} read page {page} = {} at commit seq {seq}, which no commit wrote",
-                    version.value
-                ),
+                format!("op {op} read page {page} = {} at commit seq {seq}, which that commit did not write", version.value),
             ),
+            None => self.early.entry(seq).or_default().push(EarlyRead {
+                time,
+                op,
+                version: *version,
+            }),
+        }
+    }
+
+    /// Commit `seq` became visible at `since` with `writes`.
+    fn became_visible(
+        &mut self,
+        seq: CommitSeq,
+        since: SimTime,
+        writes: &[PageWrite],
+        report: &mut Report,
+    ) {
+        let Some(reads) = self.early.get_mut(&seq) else {
+            return;
+        };
+        reads.retain(|read| {
+            if !wrote(writes, &read.version) {
+                return true;
+            }
+            let op = read.op;
+            report.add(
+                InvariantId::D5,
+                read.time,
+                vec![op],
+                format!(
+                    "op {op} read page {} at commit seq {seq} at {}, but that version became visible only at {}",
+                    read.version.page,
+                    Secs(read.time),
+                    Secs(since)
+                ),
+            );
+            false
+        });
+        if reads.is_empty() {
+            self.early.remove(&seq);
+        }
+    }
+
+    pub(crate) fn on_published(
+        &mut self,
+        time: SimTime,
+        requests: &[BatchRequest],
+        commit_seqs: &[CommitSeq],
+        report: &mut Report,
+    ) {
+        if self.early.is_empty() {
+            return;
+        }
+        let valid = requests.iter().filter(|r| r.verdict == Verdict::Valid);
+        for (request, seq) in valid.zip(commit_seqs) {
+            self.became_visible(*seq, time, &request.writes, report);
+        }
+    }
+
+    pub(crate) fn on_recovered(&mut self, time: SimTime, log: &[LogEntry], report: &mut Report) {
+        if self.early.is_empty() {
+            return;
+        }
+        for entry in log {
+            self.became_visible(entry.seq, time, &entry.writes, report);
+        }
+    }
+
+    pub(crate) fn finish(&self, report: &mut Report) {
+        for (seq, reads) in &self.early {
+            for read in reads {
+                report.add(
+                    InvariantId::D3,
+                    read.time,
+                    vec![read.op],
+                    format!(
+                        "op {} read page {} = {} at commit seq {seq}, which no commit wrote",
+                        read.op, read.version.page, read.version.value
+                    ),
+                );
+            }
         }
     }
 }

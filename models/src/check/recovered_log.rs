@@ -21,7 +21,9 @@
 //! Does not verify: the page state (see `recovered_state`), phases (D5),
 //! serialisability of what was appended (D8 in `first_committer_wins`).
 
-use crate::history::{BatchId, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, SimTime, Verdict};
+use crate::history::{
+    BatchId, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, SimTime, Verdict,
+};
 use crate::model::durable_log::{DurableLog, Expected, LogFinding};
 use crate::violation::{InvariantId, Secs};
 
@@ -61,8 +63,14 @@ impl<'h> RecoveredLog<'h> {
         report: &mut Report,
     ) {
         let valid = requests.iter().filter(|r| r.verdict == Verdict::Valid);
-        for (offset, seq) in valid.zip(commit_seqs).enumerate().map(|(i, (_, seq))| (i, *seq)) {
-            let findings = self.model.publish(first_position.saturating_add(offset), seq, time);
+        for (offset, seq) in valid
+            .zip(commit_seqs)
+            .enumerate()
+            .map(|(i, (_, seq))| (i, *seq))
+        {
+            let findings = self
+                .model
+                .publish(first_position.saturating_add(offset), seq, time);
             for finding in findings {
                 self.explain(time, finding, report);
             }
@@ -81,9 +89,17 @@ impl<'h> RecoveredLog<'h> {
         corruption_reported_from: Option<CommitSeq>,
         report: &mut Report,
     ) {
-        for finding in self.model.recover(time, log, state, corruption_reported_from) {
+        for finding in self
+            .model
+            .recover(time, log, state, corruption_reported_from)
+        {
             self.explain(time, finding, report);
         }
+    }
+
+    /// The durable log model, as of now.
+    pub(crate) fn model(&self) -> &DurableLog<'h> {
+        &self.model
     }
 
     /// Whether `event_id` was ever published or recovered.
@@ -96,7 +112,8 @@ impl<'h> RecoveredLog<'h> {
             Some(at) => format!("the crash at {}", Secs(at)),
             None => format!("the recovery at {}", Secs(time)),
         };
-        let op_of = |request: &BatchRequest| request.origin.map(|o| o.op).into_iter().collect::<Vec<_>>();
+        let op_of =
+            |request: &BatchRequest| request.origin.map(|o| o.op).into_iter().collect::<Vec<_>>();
         let (invariant, ops, message) = match finding {
             LogFinding::PublishedOutOfPosition {
                 expected,

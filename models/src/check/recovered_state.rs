@@ -53,7 +53,13 @@ impl<'a> EntryFinder<'a> {
 }
 
 impl RecoveredState {
-    pub(crate) fn on_recovered(&mut self, time: SimTime, log: &[LogEntry], state: &[PageVersion], report: &mut Report) {
+    pub(crate) fn on_recovered(
+        &mut self,
+        time: SimTime,
+        log: &[LogEntry],
+        state: &[PageVersion],
+        report: &mut Report,
+    ) {
         let mut replayed = PageStore::new();
         for entry in log {
             replayed.apply(entry.seq, &entry.writes);
@@ -95,7 +101,9 @@ impl RecoveredState {
                     .any(|write| write.page == page && write.value == version.value)
             });
             if wrote_it && version.commit_seq < latest.commit_seq {
-                let txn = finder.get(latest.commit_seq).map_or(0, |entry| entry.txn_id);
+                let txn = finder
+                    .get(latest.commit_seq)
+                    .map_or(0, |entry| entry.txn_id);
                 report.add(
                     InvariantId::D2,
                     time,
@@ -119,7 +127,9 @@ impl RecoveredState {
         }
         for latest in replayed.versions() {
             if !shown.contains(u64::from(latest.page)) {
-                let txn = finder.get(latest.commit_seq).map_or(0, |entry| entry.txn_id);
+                let txn = finder
+                    .get(latest.commit_seq)
+                    .map_or(0, |entry| entry.txn_id);
                 report.add(
                     InvariantId::D2,
                     time,

@@ -41,7 +41,9 @@ impl RepairSettles {
         kind: RepairEventKind,
         report: &mut Report,
     ) {
-        let lifecycle = self.commits.get_or_insert_with(commit_seq, RepairLifecycle::new);
+        let lifecycle = self
+            .commits
+            .get_or_insert_with(commit_seq, RepairLifecycle::new);
         let breaches = lifecycle.apply(event_seq, kind);
         if kind == RepairEventKind::DurableButNotRepairable {
             self.opened_since_crash.push(commit_seq);
@@ -86,15 +88,22 @@ impl RepairSettles {
                 InvariantId::D9,
                 time,
                 vec![],
-                format!("malformed history: commit seq {commit_seq}'s repair state is settled twice"),
+                format!(
+                    "malformed history: commit seq {commit_seq}'s repair state is settled twice"
+                ),
             );
             return;
         }
-        let derived = self.commits.get(commit_seq).map_or(RepairState::NotScheduled, RepairLifecycle::state);
+        let derived = self
+            .commits
+            .get(commit_seq)
+            .map_or(RepairState::NotScheduled, RepairLifecycle::state);
         let problem = if state == RepairState::Pending {
             Some("is still Pending at quiescence".to_string())
         } else if state != derived {
-            Some(format!("is settled as {state:?} but its events leave it {derived:?}"))
+            Some(format!(
+                "is settled as {state:?} but its events leave it {derived:?}"
+            ))
         } else if state == RepairState::Completed {
             match symbols.map(verify_symbols) {
                 None => Some("is Completed but no repair symbols were recorded".to_string()),
@@ -105,7 +114,12 @@ impl RepairSettles {
             None
         };
         if let Some(problem) = problem {
-            report.add(InvariantId::D9, time, vec![], format!("commit seq {commit_seq}'s repair {problem}"));
+            report.add(
+                InvariantId::D9,
+                time,
+                vec![],
+                format!("commit seq {commit_seq}'s repair {problem}"),
+            );
         }
     }
 

@@ -62,7 +62,9 @@ impl RetryBounded {
                 InvariantId::D11,
                 time,
                 vec![op],
-                format!("malformed history: attempt {attempt} of op {op}, which is not an open write"),
+                format!(
+                    "malformed history: attempt {attempt} of op {op}, which is not an open write"
+                ),
             );
             return;
         }
@@ -81,7 +83,8 @@ impl RetryBounded {
         let breaches = match self.writes.get_mut(op) {
             Some(write) => write.start_attempt(time, attempt, delay_before),
             None => {
-                let (write, breaches) = WriteRetries::first_attempt(policy, time, attempt, delay_before);
+                let (write, breaches) =
+                    WriteRetries::first_attempt(policy, time, attempt, delay_before);
                 self.writes.insert(op, write);
                 breaches
             }
@@ -109,7 +112,13 @@ impl RetryBounded {
         }
     }
 
-    pub(crate) fn on_complete(&mut self, time: SimTime, op: OpId, outcome: &Outcome, report: &mut Report) {
+    pub(crate) fn on_complete(
+        &mut self,
+        time: SimTime,
+        op: OpId,
+        outcome: &Outcome,
+        report: &mut Report,
+    ) {
         let Some(write) = self.writes.remove(op) else {
             return;
         };
@@ -135,8 +144,8 @@ fn explain(time: SimTime, op: OpId, attempt: u32, breach: RetryBreach, report: &
         RetryBreach::FirstAttemptDelayed { delay } => {
             format!("op {op}'s first attempt claims a backoff delay of {}", Millis(delay))
         }
-        RetryBreach::RetryAfterPermanent { rejected_at, reason } => format!(
-            "op {op} retries (attempt {attempt}) after a permanent rejection ({reason}) at {}: permanent rejections are never retried",
+        RetryBreach::RetryAfterPermanent { rejected_at } => format!(
+            "op {op} retries (attempt {attempt}) after a permanent rejection at {}: permanent rejections are never retried",
             Secs(rejected_at)
         ),
         RetryBreach::RetryAfterCommit { committed_at } => format!(

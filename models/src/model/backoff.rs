@@ -44,7 +44,9 @@ impl BackoffPolicy {
 
     /// Whether the policy's numbers are usable (jitter in `0..=1`).
     pub fn is_valid(&self) -> bool {
-        self.jitter.is_finite() && (0.0..=1.0).contains(&self.jitter) && self.base_delay <= self.max_delay
+        self.jitter.is_finite()
+            && (0.0..=1.0).contains(&self.jitter)
+            && self.base_delay <= self.max_delay
     }
 
     /// Whether a retry decided at `decided_at` is allowed for a write whose
@@ -83,8 +85,6 @@ pub enum RetryBreach {
     RetryAfterPermanent {
         /// When the permanent rejection arrived.
         rejected_at: SimTime,
-        /// Its reason.
-        reason: String,
     },
     /// An attempt after the write committed.
     RetryAfterCommit {
@@ -130,14 +130,14 @@ pub enum RetryBreach {
 }
 
 /// How the last attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LastResult {
     /// Still in flight.
     InFlight,
     /// Transient rejection or unknown: a retry is allowed (inside the window).
     Retryable { at: SimTime, transient: bool },
     /// Permanent rejection: no retry.
-    Permanent { at: SimTime, reason: String },
+    Permanent { at: SimTime },
     /// Committed: done.
     Committed { at: SimTime },
 }
@@ -184,26 +184,35 @@ impl WriteRetries {
     }
 
     /// Attempt `attempt` starts at `time` after sleeping `delay_before`.
-    pub fn start_attempt(&mut self, time: SimTime, attempt: u32, delay_before: SimTime) -> Vec<RetryBreach> {
+    pub fn start_attempt(
+        &mut self,
+        time: SimTime,
+        attempt: u32,
+        delay_before: SimTime,
+    ) -> Vec<RetryBreach> {
         let mut breaches = Vec::new();
         let expected = self.attempts.saturating_add(1);
         if attempt != expected {
-            breaches.push(RetryBreach::AttemptOutOfSequence { expected, got: attempt });
+            breaches.push(RetryBreach::AttemptOutOfSequence {
+                expected,
+                got: attempt,
+            });
         }
-        match &self.last {
+        match self.last {
             LastResult::InFlight => breaches.push(RetryBreach::AttemptWhilePreviousInFlight {
                 in_flight: self.attempts,
             }),
-            LastResult::Permanent { at, reason } => breaches.push(RetryBreach::RetryAfterPermanent {
-                rejected_at: *at,
-                reason: reason.clone(),
-            }),
-            LastResult::Committed { at } => breaches.push(RetryBreach::RetryAfterCommit { committed_at: *at }),
+            LastResult::Permanent { at } => {
+                breaches.push(RetryBreach::RetryAfterPermanent { rejected_at: at })
+            }
+            LastResult::Committed { at } => {
+                breaches.push(RetryBreach::RetryAfterCommit { committed_at: at })
+            }
             LastResult::Retryable { at, .. } => {
-                if !self.policy.within_window(self.first_started, *at) {
+                if !self.policy.within_window(self.first_started, at) {
                     breaches.push(RetryBreach::RetryOutsideWindow {
                         first_started: self.first_started,
-                        decided_at: *at,
+                        decided_at: at,
                         window: self.policy.retry_window,
                     });
                 }
@@ -217,7 +226,7 @@ impl WriteRetries {
                 }
                 if time < at.saturating_add(delay_before) {
                     breaches.push(RetryBreach::DidNotSleep {
-                        previous_result_at: *at,
+                        previous_result_at: at,
                         delay: delay_before,
                     });
                 }
@@ -229,7 +238,12 @@ impl WriteRetries {
     }
 
     /// Attempt `attempt`'s result arrived at `time`.
-    pub fn end_attempt(&mut self, time: SimTime, attempt: u32, result: &AttemptResult) -> Vec<RetryBreach> {
+    pub fn end_attempt(
+        &mut self,
+        time: SimTime,
+        attempt: u32,
+        result: &AttemptResult,
+    ) -> Vec<RetryBreach> {
         if attempt != self.attempts || self.last != LastResult::InFlight {
             return vec![RetryBreach::ResultForNoAttempt { attempt }];
         }
@@ -237,11 +251,8 @@ impl WriteRetries {
             AttemptResult::Committed { .. } => LastResult::Committed { at: time },
             AttemptResult::Rejected {
                 class: RejectionClass::Permanent,
-                reason,
-            } => LastResult::Permanent {
-                at: time,
-                reason: reason.clone(),
-            },
+                ..
+            } => LastResult::Permanent { at: time },
             AttemptResult::Rejected {
                 class: RejectionClass::Transient,
                 ..
@@ -260,7 +271,10 @@ impl WriteRetries {
     /// The write ended with a failure: was giving up allowed?
     pub fn failed(&self) -> Option<RetryBreach> {
         match self.last {
-            LastResult::Retryable { at, transient: true } if self.policy.within_window(self.first_started, at) => {
+            LastResult::Retryable {
+                at,
+                transient: true,
+            } if self.policy.within_window(self.first_started, at) => {
                 Some(RetryBreach::GaveUpInsideWindow {
                     rejected_at: at,
                     first_started: self.first_started,
@@ -319,7 +333,9 @@ mod tests {
         };
         assert!(write.end_attempt(MS, 1, &conflict).is_empty());
         assert!(write.start_attempt(2 * MS, 2, 700_000).is_empty());
-        assert!(write.end_attempt(3 * MS, 2, &AttemptResult::Committed { commit_seq: 4 }).is_empty());
+        assert!(write
+            .end_attempt(3 * MS, 2, &AttemptResult::Committed { commit_seq: 4 })
+            .is_empty());
         assert_eq!(write.failed(), None, "a committed write never 'gave up'");
     }
 
@@ -334,7 +350,10 @@ mod tests {
         write.end_attempt(MS, 1, &permanent);
         assert!(matches!(
             write.start_attempt(3 * MS, 2, 781_250)[..],
-            [RetryBreach::RetryAfterPermanent { rejected_at: MS, .. }]
+            [RetryBreach::RetryAfterPermanent {
+                rejected_at: MS,
+                ..
+            }]
         ));
 
         let transient = AttemptResult::Rejected {
@@ -359,7 +378,10 @@ mod tests {
 
         let (mut write, _) = WriteRetries::first_attempt(policy, 0, 1, 0);
         write.end_attempt(MS, 1, &transient);
-        assert!(matches!(write.failed(), Some(RetryBreach::GaveUpInsideWindow { .. })));
+        assert!(matches!(
+            write.failed(),
+            Some(RetryBreach::GaveUpInsideWindow { .. })
+        ));
         assert_eq!(
             write.start_attempt(MS + 1, 2, 781_250),
             vec![RetryBreach::DidNotSleep {

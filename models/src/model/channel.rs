@@ -121,7 +121,11 @@ impl TwoPhaseChannel {
         breach
     }
 
-    fn transition_reserved(&mut self, permit: PermitSeq, next: PermitState) -> Option<ChannelBreach> {
+    fn transition_reserved(
+        &mut self,
+        permit: PermitSeq,
+        next: PermitState,
+    ) -> Option<ChannelBreach> {
         match self.permits.get_mut(permit) {
             Some(state) if *state == PermitState::Reserved => {
                 *state = next;
@@ -143,9 +147,11 @@ impl TwoPhaseChannel {
             Some(PermitState::Sent) => Some(ChannelBreach::DeliveredOutOfOrder {
                 expected: self.next_to_deliver,
             }),
-            Some(PermitState::Reserved) if permit > self.next_to_deliver => Some(ChannelBreach::DeliveredOutOfOrder {
-                expected: self.next_to_deliver,
-            }),
+            Some(PermitState::Reserved) if permit > self.next_to_deliver => {
+                Some(ChannelBreach::DeliveredOutOfOrder {
+                    expected: self.next_to_deliver,
+                })
+            }
             other => Some(ChannelBreach::DeliveredUnsent { state: other }),
         };
         if let Some(slot) = self.permits.get_mut(permit) {
@@ -186,10 +192,19 @@ mod tests {
         for permit in 1..=3 {
             assert!(channel.reserve(permit).is_empty());
         }
-        assert_eq!(channel.reserve(4), vec![ChannelBreach::OverCapacity { held: 3, capacity: 3 }]);
+        assert_eq!(
+            channel.reserve(4),
+            vec![ChannelBreach::OverCapacity {
+                held: 3,
+                capacity: 3
+            }]
+        );
         assert_eq!(channel.send(3), None);
         assert_eq!(channel.abort(2), None);
-        assert_eq!(channel.deliver(3), Some(ChannelBreach::DeliveredOutOfOrder { expected: 1 }));
+        assert_eq!(
+            channel.deliver(3),
+            Some(ChannelBreach::DeliveredOutOfOrder { expected: 1 })
+        );
 
         let mut channel = TwoPhaseChannel::new(3);
         for permit in 1..=3 {
@@ -197,7 +212,12 @@ mod tests {
         }
         channel.send(3);
         channel.abort(2);
-        assert_eq!(channel.deliver(1), Some(ChannelBreach::DeliveredUnsent { state: Some(PermitState::Reserved) }));
+        assert_eq!(
+            channel.deliver(1),
+            Some(ChannelBreach::DeliveredUnsent {
+                state: Some(PermitState::Reserved)
+            })
+        );
         let mut channel = TwoPhaseChannel::new(3);
         for permit in 1..=3 {
             channel.reserve(permit);
@@ -210,6 +230,11 @@ mod tests {
         assert_eq!(channel.deliver(3), Some(ChannelBreach::DeliveredTwice));
         assert_eq!(channel.held(), 0);
         assert!(channel.sent_undelivered().is_empty());
-        assert_eq!(channel.send(2), Some(ChannelBreach::NotReserved { state: Some(PermitState::Aborted) }));
+        assert_eq!(
+            channel.send(2),
+            Some(ChannelBreach::NotReserved {
+                state: Some(PermitState::Aborted)
+            })
+        );
     }
 }

@@ -32,7 +32,8 @@
 use std::collections::BTreeMap;
 
 use crate::history::{
-    AttemptRef, BatchId, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, SimTime, TxnId,
+    AttemptRef, BatchId, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, PageWrite,
+    SimTime, TxnId,
 };
 use crate::id_map::IdSet;
 
@@ -183,6 +184,12 @@ pub enum LogFinding<'h> {
 
 type Identity = (TxnId, Option<EventId>);
 
+/// What the last recovery exposed: when, its log, its page state.
+type LastRecovery<'h> = (SimTime, &'h [LogEntry], Option<&'h [PageVersion]>);
+
+/// Issued commits by identity: their sequence numbers and writes.
+type IssuedIndex<'h> = BTreeMap<Identity, Vec<(CommitSeq, &'h [PageWrite])>>;
+
 /// The durable log's state; see the module docs.
 #[derive(Debug, Default)]
 pub struct DurableLog<'h> {
@@ -193,7 +200,7 @@ pub struct DurableLog<'h> {
     epoch_events: IdSet,
     ever_applied: IdSet,
     rejected: BTreeMap<Identity, Vec<&'h BatchRequest>>,
-    last_recovery: Option<(SimTime, &'h [LogEntry], Option<&'h [PageVersion]>)>,
+    last_recovery: Option<LastRecovery<'h>>,
     appended_since_recovery: bool,
 }
 
@@ -205,7 +212,9 @@ impl<'h> DurableLog<'h> {
 
     /// The sequence number frame `position` of this epoch stands for.
     pub fn seq_of_position(&self, position: usize) -> CommitSeq {
-        (self.base.len() as u64).saturating_add(position as u64).saturating_add(1)
+        (self.base.len() as u64)
+            .saturating_add(position as u64)
+            .saturating_add(1)
     }
 
     /// The frames appended in this epoch.
@@ -243,7 +252,12 @@ impl<'h> DurableLog<'h> {
     }
 
     /// Frame `position` was published as `seq` at `time`.
-    pub fn publish(&mut self, position: usize, seq: CommitSeq, time: SimTime) -> Vec<LogFinding<'h>> {
+    pub fn publish(
+        &mut self,
+        position: usize,
+        seq: CommitSeq,
+        time: SimTime,
+    ) -> Vec<LogFinding<'h>> {
         let expected = self.seq_of_position(position);
         let Some(frame) = self.frames.get_mut(position) else {
             return Vec::new();
@@ -318,10 +332,18 @@ impl<'h> DurableLog<'h> {
                 observed_at: self.base_observed_at,
             };
             base_intact &= by_seq.get(observed.seq) == Some(observed);
-            if !self.explain_mismatch(by_seq.get(observed.seq), observed.seq, &expected, &mut indexes, &mut findings) {
+            if !self.explain_mismatch(
+                by_seq.get(observed.seq),
+                observed.seq,
+                &expected,
+                &mut indexes,
+                &mut findings,
+            ) {
                 continue;
             }
-            if !excused(observed.seq) && !indexes.log_holds(log, observed.txn_id, observed.event_id, &observed.writes) {
+            if !excused(observed.seq)
+                && !indexes.log_holds(log, observed.txn_id, observed.event_id, &observed.writes)
+            {
                 findings.push(LogFinding::MustExistMissing {
                     expected,
                     seq: observed.seq,
@@ -337,7 +359,8 @@ impl<'h> DurableLog<'h> {
                 request,
                 published: frame.published,
             };
-            if !self.explain_mismatch(by_seq.get(seq), seq, &expected, &mut indexes, &mut findings) {
+            if !self.explain_mismatch(by_seq.get(seq), seq, &expected, &mut indexes, &mut findings)
+            {
                 continue;
             }
             if frame.published.is_some()
@@ -410,14 +433,19 @@ impl<'h> DurableLog<'h> {
             return true;
         };
         let matches = match expected {
-            Expected::Observed { entry: observed, .. } => entry == *observed,
+            Expected::Observed {
+                entry: observed, ..
+            } => entry == *observed,
             Expected::Frame { request, .. } => same_commit(entry, request),
         };
         if matches || entry.seq != seq {
             return !matches;
         }
         let finding = self.classify(entry, Some(expected), indexes);
-        let damaged_in_place = matches!(finding, LogFinding::Partial { .. } | LogFinding::Corrupt { .. });
+        let damaged_in_place = matches!(
+            finding,
+            LogFinding::Partial { .. } | LogFinding::Corrupt { .. }
+        );
         findings.push(finding);
         !damaged_in_place
     }
@@ -433,10 +461,13 @@ impl<'h> DurableLog<'h> {
         if let Some(expected) = expected {
             let (txn_id, event_id, writes) = match expected {
                 Expected::Observed { entry, .. } => (entry.txn_id, entry.event_id, &entry.writes),
-                Expected::Frame { request, .. } => (request.txn_id, request.event_id, &request.writes),
+                Expected::Frame { request, .. } => {
+                    (request.txn_id, request.event_id, &request.writes)
+                }
             };
             if entry.txn_id == txn_id && entry.event_id == event_id {
-                let subset = entry.writes.len() < writes.len() && entry.writes.iter().all(|w| writes.contains(w));
+                let subset = entry.writes.len() < writes.len()
+                    && entry.writes.iter().all(|w| writes.contains(w));
                 return if subset {
                     LogFinding::Partial {
                         entry,
@@ -450,9 +481,15 @@ impl<'h> DurableLog<'h> {
         if let Some(issued_seq) = indexes.issued_seq_of(self, entry) {
             return LogFinding::Misplaced { entry, issued_seq };
         }
-        let rejected = self.rejected.get(&(entry.txn_id, entry.event_id)).and_then(|requests| {
-            requests.iter().copied().find(|request| same_commit(entry, request))
-        });
+        let rejected = self
+            .rejected
+            .get(&(entry.txn_id, entry.event_id))
+            .and_then(|requests| {
+                requests
+                    .iter()
+                    .copied()
+                    .find(|request| same_commit(entry, request))
+            });
         match rejected {
             Some(request) => LogFinding::RejectedPresent { entry, request },
             None => LogFinding::Phantom { entry },
@@ -462,7 +499,9 @@ impl<'h> DurableLog<'h> {
 
 /// Whether a recovered entry is the commit `request` asked for.
 pub fn same_commit(entry: &LogEntry, request: &BatchRequest) -> bool {
-    entry.txn_id == request.txn_id && entry.event_id == request.event_id && entry.writes == request.writes
+    entry.txn_id == request.txn_id
+        && entry.event_id == request.event_id
+        && entry.writes == request.writes
 }
 
 /// Report every place where seq does not follow its predecessor by one
@@ -538,7 +577,7 @@ impl<'h> SeqLookup<'h> {
 #[derive(Default)]
 struct LazyIndexes<'h> {
     log: Option<BTreeMap<Identity, Vec<&'h LogEntry>>>,
-    issued: Option<BTreeMap<Identity, Vec<(CommitSeq, &'h [crate::history::PageWrite])>>>,
+    issued: Option<IssuedIndex<'h>>,
 }
 
 impl<'h> LazyIndexes<'h> {
@@ -547,12 +586,15 @@ impl<'h> LazyIndexes<'h> {
         log: &'h [LogEntry],
         txn_id: TxnId,
         event_id: Option<EventId>,
-        writes: &[crate::history::PageWrite],
+        writes: &[PageWrite],
     ) -> bool {
         let index = self.log.get_or_insert_with(|| {
             let mut index: BTreeMap<Identity, Vec<&'h LogEntry>> = BTreeMap::new();
             for entry in log {
-                index.entry((entry.txn_id, entry.event_id)).or_default().push(entry);
+                index
+                    .entry((entry.txn_id, entry.event_id))
+                    .or_default()
+                    .push(entry);
             }
             index
         });
@@ -563,7 +605,7 @@ impl<'h> LazyIndexes<'h> {
 
     fn issued_seq_of(&mut self, model: &DurableLog<'h>, entry: &LogEntry) -> Option<CommitSeq> {
         let index = self.issued.get_or_insert_with(|| {
-            let mut index: BTreeMap<Identity, Vec<(CommitSeq, &'h [crate::history::PageWrite])>> = BTreeMap::new();
+            let mut index: BTreeMap<Identity, Vec<(CommitSeq, &'h [PageWrite])>> = BTreeMap::new();
             for observed in model.base {
                 index
                     .entry((observed.txn_id, observed.event_id))
@@ -590,15 +632,21 @@ impl<'h> LazyIndexes<'h> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{PageWrite, Verdict};
+    use crate::history::Verdict;
 
     fn request(txn_id: TxnId, event_id: EventId, page: u32) -> BatchRequest {
         BatchRequest {
-            origin: Some(AttemptRef { op: event_id, attempt: 1 }),
+            origin: Some(AttemptRef {
+                op: event_id,
+                attempt: 1,
+            }),
             txn_id,
             event_id: Some(event_id),
             snapshot_seq: 0,
-            writes: vec![PageWrite { page, value: txn_id }],
+            writes: vec![PageWrite {
+                page,
+                value: txn_id,
+            }],
             verdict: Verdict::Valid,
         }
     }
@@ -622,13 +670,19 @@ mod tests {
         assert!(model.publish(0, 1, 10).is_empty());
         let log = vec![entry(1, &requests[0]), entry(2, &requests[1])];
         assert!(model.recover(20, &log, None, None).is_empty());
-        assert!(model.ever_applied(2), "recovered unknown frame counts as applied");
+        assert!(
+            model.ever_applied(2),
+            "recovered unknown frame counts as applied"
+        );
         // Recovering again with nothing appended must give the same answer.
         assert!(model.recover(30, &log, None, None).is_empty());
         let shorter = vec![entry(1, &requests[0])];
         assert!(matches!(
             model.recover(40, &shorter, None, None)[..],
-            [LogFinding::NotIdempotent { previous_at: 30, .. }]
+            [LogFinding::NotIdempotent {
+                previous_at: 30,
+                ..
+            }]
         ));
     }
 
@@ -651,7 +705,10 @@ mod tests {
         assert!(matches!(
             model.recover(30, &[], None, None)[..],
             [LogFinding::MustExistMissing {
-                expected: Expected::Observed { observed_at: 20, .. },
+                expected: Expected::Observed {
+                    observed_at: 20,
+                    ..
+                },
                 seq: 1
             }]
         ));
@@ -661,7 +718,9 @@ mod tests {
     fn strangers_in_the_log_are_classified() {
         let requests = [request(1, 1, 1), request(2, 2, 2)];
         let mut rejected = request(9, 9, 9);
-        rejected.verdict = Verdict::Conflict { reason: "page 9".into() };
+        rejected.verdict = Verdict::Conflict {
+            reason: "page 9".into(),
+        };
         let mut model = DurableLog::new();
         model.note_rejected(&rejected);
         model.append(1, &requests[0]);

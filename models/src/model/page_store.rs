@@ -47,7 +47,11 @@ impl PageStore {
     /// Commit `seq`'s writes become the latest versions of their pages.
     pub fn apply(&mut self, seq: CommitSeq, writes: &[PageWrite]) {
         for write in writes {
-            if self.latest.insert(u64::from(write.page), (seq, write.value)).is_none() {
+            if self
+                .latest
+                .insert(u64::from(write.page), (seq, write.value))
+                .is_none()
+            {
                 self.pages_written += 1;
             }
         }
@@ -55,11 +59,13 @@ impl PageStore {
 
     /// The latest version of `page`.
     pub fn version(&self, page: PageId) -> Option<PageVersion> {
-        self.latest.get(u64::from(page)).map(|&(commit_seq, value)| PageVersion {
-            page,
-            commit_seq,
-            value,
-        })
+        self.latest
+            .get(u64::from(page))
+            .map(|&(commit_seq, value)| PageVersion {
+                page,
+                commit_seq,
+                value,
+            })
     }
 
     /// How many distinct pages have been written.
@@ -74,13 +80,15 @@ impl PageStore {
 
     /// Every page's latest version, by page.
     pub fn versions(&self) -> impl Iterator<Item = PageVersion> + '_ {
-        self.latest.iter().filter_map(|(page, &(commit_seq, value))| {
-            Some(PageVersion {
-                page: PageId::try_from(page).ok()?,
-                commit_seq,
-                value,
+        self.latest
+            .iter()
+            .filter_map(|(page, &(commit_seq, value))| {
+                Some(PageVersion {
+                    page: PageId::try_from(page).ok()?,
+                    commit_seq,
+                    value,
+                })
             })
-        })
     }
 }
 
@@ -97,10 +105,24 @@ mod tests {
         let mut store = PageStore::new();
         store.apply(1, &[w(1, 10), w(2, 20)]);
         store.apply(2, &[w(2, 21)]);
-        assert_eq!(store.first_conflict(1, &[w(3, 0), w(2, 0)]), Some(Conflict { page: 2, winner: 2 }));
-        assert_eq!(store.first_conflict(2, &[w(2, 0)]), None, "snapshot saw commit 2");
+        assert_eq!(
+            store.first_conflict(1, &[w(3, 0), w(2, 0)]),
+            Some(Conflict { page: 2, winner: 2 })
+        );
+        assert_eq!(
+            store.first_conflict(2, &[w(2, 0)]),
+            None,
+            "snapshot saw commit 2"
+        );
         assert_eq!(store.first_conflict(0, &[w(4, 0)]), None, "untouched page");
-        assert_eq!(store.version(2), Some(PageVersion { page: 2, commit_seq: 2, value: 21 }));
+        assert_eq!(
+            store.version(2),
+            Some(PageVersion {
+                page: 2,
+                commit_seq: 2,
+                value: 21
+            })
+        );
         assert_eq!(store.len(), 2);
         let all: Vec<_> = store.versions().map(|v| (v.page, v.commit_seq)).collect();
         assert_eq!(all, vec![(1, 1), (2, 2)]);

@@ -90,7 +90,9 @@ impl BoundedQueue {
 
     fn check_overflow_reaction(&self, reaction: OverflowPolicy, breaches: &mut Vec<QueueBreach>) {
         if self.overflow != reaction {
-            breaches.push(QueueBreach::WrongOverflowReaction { policy: self.overflow });
+            breaches.push(QueueBreach::WrongOverflowReaction {
+                policy: self.overflow,
+            });
         }
         if !self.is_full() {
             breaches.push(QueueBreach::OverflowWithRoom { len: self.len() });
@@ -101,7 +103,9 @@ impl BoundedQueue {
     pub fn enqueue(&mut self, item: ItemId, occupancy_after: u32) -> Vec<QueueBreach> {
         let mut breaches = Vec::new();
         if self.is_full() {
-            breaches.push(QueueBreach::OverCapacity { capacity: self.capacity });
+            breaches.push(QueueBreach::OverCapacity {
+                capacity: self.capacity,
+            });
         }
         self.items.push_back(item);
         self.check_occupancy(occupancy_after, &mut breaches);
@@ -184,12 +188,27 @@ mod tests {
     fn block_waits_and_fifo_order_is_kept() {
         let mut queue = BoundedQueue::new(2, OverflowPolicy::Block);
         assert!(queue.enqueue(1, 1).is_empty());
-        assert_eq!(queue.sender_blocked(), vec![QueueBreach::OverflowWithRoom { len: 1 }]);
+        assert_eq!(
+            queue.sender_blocked(),
+            vec![QueueBreach::OverflowWithRoom { len: 1 }]
+        );
         assert!(queue.enqueue(2, 2).is_empty());
         assert!(queue.sender_blocked().is_empty());
-        assert_eq!(queue.enqueue(3, 3), vec![QueueBreach::OverCapacity { capacity: 2 }]);
-        assert_eq!(queue.dequeue(2, 2), vec![QueueBreach::OutOfOrder { expected: 1 }]);
-        assert_eq!(queue.dequeue(1, 0), vec![QueueBreach::OccupancyMismatch { expected: 1, recorded: 0 }]);
+        assert_eq!(
+            queue.enqueue(3, 3),
+            vec![QueueBreach::OverCapacity { capacity: 2 }]
+        );
+        assert_eq!(
+            queue.dequeue(2, 2),
+            vec![QueueBreach::OutOfOrder { expected: 1 }]
+        );
+        assert_eq!(
+            queue.dequeue(1, 0),
+            vec![QueueBreach::OccupancyMismatch {
+                expected: 1,
+                recorded: 0
+            }]
+        );
     }
 
     #[test]
@@ -198,13 +217,18 @@ mod tests {
         queue.enqueue(1, 1);
         assert!(queue.drop_oldest(1).is_empty());
         assert!(queue.enqueue(2, 1).is_empty());
-        assert_eq!(queue.unreported_drops(), vec![QueueBreach::DropNotReported { item: 1 }]);
+        assert_eq!(
+            queue.unreported_drops(),
+            vec![QueueBreach::DropNotReported { item: 1 }]
+        );
         assert!(queue.drop_reported(1).is_empty());
         assert_eq!(queue.drop_reported(1), vec![QueueBreach::ReportWithoutDrop]);
         assert!(queue.unreported_drops().is_empty());
         assert_eq!(
             queue.enqueue_failed(),
-            vec![QueueBreach::WrongOverflowReaction { policy: OverflowPolicy::DropOldest }]
+            vec![QueueBreach::WrongOverflowReaction {
+                policy: OverflowPolicy::DropOldest
+            }]
         );
     }
 }

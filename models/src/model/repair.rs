@@ -96,7 +96,9 @@ impl RepairLifecycle {
     /// The state `repair_state_for(seq)` should report now.
     pub fn state(&self) -> RepairState {
         match self.stage {
-            Stage::Unknown | Stage::Durable | Stage::AckedWithoutRepair => RepairState::NotScheduled,
+            Stage::Unknown | Stage::Durable | Stage::AckedWithoutRepair => {
+                RepairState::NotScheduled
+            }
             Stage::Pending { .. } | Stage::Running { .. } => RepairState::Pending,
             Stage::Completed => RepairState::Completed,
             Stage::Failed => RepairState::Failed,
@@ -142,9 +144,15 @@ impl RepairLifecycle {
             (Stage::Unknown, E::CommitDurable) => Some(Stage::Durable),
             (Stage::Durable, E::CommitAcked) => Some(Stage::AckedWithoutRepair),
             (Stage::Durable, E::DurableButNotRepairable) => Some(Stage::Pending { acked: false }),
-            (Stage::Pending { acked: false }, E::CommitAcked) => Some(Stage::Pending { acked: true }),
-            (Stage::Pending { acked }, E::RepairStarted) if acked || recovered => Some(Stage::Running { acked }),
-            (Stage::Pending { acked }, E::RepairFailed) if acked || recovered => Some(Stage::Failed),
+            (Stage::Pending { acked: false }, E::CommitAcked) => {
+                Some(Stage::Pending { acked: true })
+            }
+            (Stage::Pending { acked }, E::RepairStarted) if acked || recovered => {
+                Some(Stage::Running { acked })
+            }
+            (Stage::Pending { acked }, E::RepairFailed) if acked || recovered => {
+                Some(Stage::Failed)
+            }
             (Stage::Running { .. }, E::RepairCompleted) => Some(Stage::Completed),
             (Stage::Running { .. }, E::RepairFailed) => Some(Stage::Failed),
             _ => None,
@@ -202,55 +210,51 @@ pub fn verify_symbols(symbols: &RepairSymbols) -> Result<(), ParityError> {
             got: symbols.parity.len(),
         });
     }
-    let recomputed = xor_parity(&symbols.systematic, shard_size);
-    if let Some(offset) = recomputed.iter().zip(&symbols.parity).position(|(a, b)| a != b) {
+    // One scratch area: the recomputed parity, the XOR of the shards before
+    // the current one, the rebuilt shard, then per shard the XOR of the
+    // shards after it (computed back to front). O(bytes) time and space.
+    let shard_count = symbols.systematic.len().div_ceil(shard_size);
+    let mut scratch = vec![0_u8; shard_size.saturating_mul(shard_count.saturating_add(3))];
+    let (recomputed, rest) = scratch.split_at_mut(shard_size);
+    let (before, rest) = rest.split_at_mut(shard_size);
+    let (rebuilt, after) = rest.split_at_mut(shard_size);
+
+    for shard in symbols.systematic.chunks(shard_size) {
+        xor_into(recomputed, shard);
+    }
+    if let Some(offset) = recomputed
+        .iter()
+        .zip(&symbols.parity)
+        .position(|(a, b)| a != b)
+    {
         return Err(ParityError::ParityMismatch { offset });
     }
-    // Erase each shard in turn and decode it from the parity and the other
-    // shards only: `parity ⊕ (shards before) ⊕ (shards after)`. The XORs of
-    // the shards after each one are precomputed, so this stays O(bytes),
-    // in one scratch allocation.
-    let shard_count = symbols.systematic.len().div_ceil(shard_size);
-    let scratch_len = shard_size.saturating_mul(shard_count.saturating_add(2));
-    let mut on_stack = [0_u8; 256];
-    let mut on_heap = Vec::new();
-    let scratch: &mut [u8] = match on_stack.get_mut(..scratch_len) {
-        Some(small) => small,
-        None => {
-            on_heap.resize(scratch_len, 0);
-            &mut on_heap
-        }
-    };
-    let (suffixes, rest) = scratch.split_at_mut(shard_size.saturating_mul(shard_count));
-    let (prefix, rebuilt) = rest.split_at_mut(shard_size);
-    // suffixes[i] = XOR of shards i+1.. (the last one stays zero).
-    for index in (0..shard_count.saturating_sub(1)).rev() {
-        let (head, tail) = suffixes.split_at_mut((index + 1) * shard_size);
-        let here = head.get_mut(index * shard_size..).unwrap_or_default();
-        xor_into(here, tail.get(..shard_size).unwrap_or_default());
-        xor_into(here, shard(&symbols.systematic, index + 1, shard_size));
+    // after[i] = XOR of shards i+1..; `recomputed` is free to use as the
+    // running XOR now that it has been compared.
+    recomputed.fill(0);
+    let slots = after.chunks_exact_mut(shard_size);
+    for (slot, shard) in slots.zip(symbols.systematic.chunks(shard_size)).rev() {
+        slot.copy_from_slice(recomputed);
+        xor_into(recomputed, shard);
     }
-    for index in 0..shard_count {
+    // Erase each shard in turn and decode it from the parity and the other
+    // shards only, as a decoder would: parity ⊕ before ⊕ after.
+    let slots = after.chunks_exact(shard_size);
+    for (index, (original, later)) in symbols.systematic.chunks(shard_size).zip(slots).enumerate() {
         rebuilt.copy_from_slice(&symbols.parity);
-        xor_into(rebuilt, prefix);
-        xor_into(rebuilt, suffixes.get(index * shard_size..(index + 1) * shard_size).unwrap_or_default());
-        let original = shard(&symbols.systematic, index, shard_size);
+        xor_into(rebuilt, before);
+        xor_into(rebuilt, later);
         // The last shard is zero-padded to the shard size.
-        let padded_matches =
-            rebuilt.iter().enumerate().all(|(offset, byte)| *byte == original.get(offset).copied().unwrap_or(0));
+        let padded_matches = rebuilt
+            .iter()
+            .enumerate()
+            .all(|(offset, byte)| *byte == original.get(offset).copied().unwrap_or(0));
         if !padded_matches {
             return Err(ParityError::ShardNotRecoverable { shard: index });
         }
-        xor_into(prefix, original);
+        xor_into(before, original);
     }
     Ok(())
-}
-
-/// Shard `index` of `systematic` (the last may be short).
-fn shard(systematic: &[u8], index: usize, shard_size: usize) -> &[u8] {
-    let start = index.saturating_mul(shard_size).min(systematic.len());
-    let end = start.saturating_add(shard_size).min(systematic.len());
-    systematic.get(start..end).unwrap_or_default()
 }
 
 fn xor_into(target: &mut [u8], source: &[u8]) {
@@ -275,21 +279,37 @@ mod tests {
 
     #[test]
     fn the_spec_03_paths_are_accepted() {
-        let completed = [E::CommitDurable, E::DurableButNotRepairable, E::CommitAcked, E::RepairStarted, E::RepairCompleted];
+        let completed = [
+            E::CommitDurable,
+            E::DurableButNotRepairable,
+            E::CommitAcked,
+            E::RepairStarted,
+            E::RepairCompleted,
+        ];
         let (lifecycle, breaches) = run(&completed);
         assert!(breaches.is_empty());
         assert_eq!(lifecycle.state(), RepairState::Completed);
         let (lifecycle, breaches) = run(&[E::CommitDurable, E::CommitAcked]);
         assert!(breaches.is_empty());
         assert_eq!(lifecycle.state(), RepairState::NotScheduled);
-        let (lifecycle, breaches) = run(&[E::CommitDurable, E::DurableButNotRepairable, E::CommitAcked, E::RepairFailed]);
+        let (lifecycle, breaches) = run(&[
+            E::CommitDurable,
+            E::DurableButNotRepairable,
+            E::CommitAcked,
+            E::RepairFailed,
+        ]);
         assert!(breaches.is_empty());
         assert_eq!(lifecycle.state(), RepairState::Failed);
     }
 
     #[test]
     fn a_crash_sends_a_running_repair_back_to_pending() {
-        let (mut lifecycle, _) = run(&[E::CommitDurable, E::DurableButNotRepairable, E::CommitAcked, E::RepairStarted]);
+        let (mut lifecycle, _) = run(&[
+            E::CommitDurable,
+            E::DurableButNotRepairable,
+            E::CommitAcked,
+            E::RepairStarted,
+        ]);
         lifecycle.crash();
         assert_eq!(lifecycle.state(), RepairState::Pending);
         assert!(lifecycle.apply(5, E::RepairStarted).is_empty());
@@ -299,30 +319,67 @@ mod tests {
     #[test]
     fn acked_before_durable_and_numbering_gaps_are_breaches() {
         let (_, breaches) = run(&[E::CommitAcked]);
-        assert!(matches!(breaches[..], [RepairBreach::UnexpectedEvent { stage: Stage::Unknown, .. }]));
+        assert!(matches!(
+            breaches[..],
+            [RepairBreach::UnexpectedEvent {
+                stage: Stage::Unknown,
+                ..
+            }]
+        ));
         let mut lifecycle = RepairLifecycle::new();
         assert_eq!(
             lifecycle.apply(2, E::CommitDurable),
-            vec![RepairBreach::EventOutOfSequence { expected: 1, got: 2 }]
+            vec![RepairBreach::EventOutOfSequence {
+                expected: 1,
+                got: 2
+            }]
         );
-        let (_, breaches) = run(&[E::CommitDurable, E::DurableButNotRepairable, E::RepairStarted]);
-        assert_eq!(breaches.len(), 1, "repair may not start before the ack unless a crash intervened");
+        let (_, breaches) = run(&[
+            E::CommitDurable,
+            E::DurableButNotRepairable,
+            E::RepairStarted,
+        ]);
+        assert_eq!(
+            breaches.len(),
+            1,
+            "repair may not start before the ack unless a crash intervened"
+        );
     }
 
     #[test]
     fn parity_is_recomputed_and_every_shard_rebuilds() {
         let systematic: Vec<u8> = (0..23).map(|i| (i * 37 + 5) as u8).collect();
         let parity = xor_parity(&systematic, 4);
-        let good = RepairSymbols { shard_size: 4, systematic: systematic.clone(), parity: parity.clone() };
+        let good = RepairSymbols {
+            shard_size: 4,
+            systematic: systematic.clone(),
+            parity: parity.clone(),
+        };
         assert_eq!(verify_symbols(&good), Ok(()));
         let mut flipped = good.clone();
         flipped.parity[2] ^= 1;
-        assert_eq!(verify_symbols(&flipped), Err(ParityError::ParityMismatch { offset: 2 }));
-        let short = RepairSymbols { parity: parity[..3].to_vec(), ..good.clone() };
-        assert!(matches!(verify_symbols(&short), Err(ParityError::ParityLength { .. })));
-        let zero = RepairSymbols { shard_size: 0, ..good };
+        assert_eq!(
+            verify_symbols(&flipped),
+            Err(ParityError::ParityMismatch { offset: 2 })
+        );
+        let short = RepairSymbols {
+            parity: parity[..3].to_vec(),
+            ..good.clone()
+        };
+        assert!(matches!(
+            verify_symbols(&short),
+            Err(ParityError::ParityLength { .. })
+        ));
+        let zero = RepairSymbols {
+            shard_size: 0,
+            ..good
+        };
         assert_eq!(verify_symbols(&zero), Err(ParityError::ZeroShardSize));
-        let empty = RepairSymbols { shard_size: 8, systematic: vec![], parity: vec![0; 8] };
+        let empty = RepairSymbols {
+            shard_size: 8,
+            systematic: vec![],
+            parity: vec![0; 8],
+        };
         assert_eq!(verify_symbols(&empty), Ok(()));
     }
 }

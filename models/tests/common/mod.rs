@@ -25,7 +25,13 @@ pub fn w(page: PageId, value: u64) -> PageWrite {
     PageWrite { page, value }
 }
 
-pub fn request(op: OpId, attempt: u32, txn_id: TxnId, snapshot_seq: CommitSeq, writes: &[PageWrite]) -> BatchRequest {
+pub fn request(
+    op: OpId,
+    attempt: u32,
+    txn_id: TxnId,
+    snapshot_seq: CommitSeq,
+    writes: &[PageWrite],
+) -> BatchRequest {
     BatchRequest {
         origin: Some(AttemptRef { op, attempt }),
         txn_id,
@@ -37,7 +43,9 @@ pub fn request(op: OpId, attempt: u32, txn_id: TxnId, snapshot_seq: CommitSeq, w
 }
 
 pub fn conflict(mut request: BatchRequest, reason: &str) -> BatchRequest {
-    request.verdict = Verdict::Conflict { reason: reason.to_string() };
+    request.verdict = Verdict::Conflict {
+        reason: reason.to_string(),
+    };
     request
 }
 
@@ -73,7 +81,10 @@ impl Builder {
         };
         builder.push(EventKind::Phase(Phase::Fault));
         builder.push(EventKind::BackoffPolicyDeclared(POLICY));
-        builder.push(EventKind::ChannelDeclared { channel: 0, capacity: 4 });
+        builder.push(EventKind::ChannelDeclared {
+            channel: 0,
+            capacity: 4,
+        });
         builder
     }
 
@@ -99,7 +110,9 @@ impl Builder {
         self.push(EventKind::Invoke {
             op,
             process: op as ProcessId,
-            call: Call::Write { event_id: Some(op + 100) },
+            call: Call::Write {
+                event_id: Some(op + 100),
+            },
         })
     }
 
@@ -112,7 +125,11 @@ impl Builder {
     }
 
     pub fn attempt_ended(&mut self, op: OpId, attempt: u32, result: AttemptResult) -> &mut Self {
-        self.push(EventKind::AttemptEnded { op, attempt, result })
+        self.push(EventKind::AttemptEnded {
+            op,
+            attempt,
+            result,
+        })
     }
 
     pub fn complete(&mut self, op: OpId, outcome: Outcome) -> &mut Self {
@@ -131,7 +148,12 @@ impl Builder {
     }
 
     /// A batch through all four phases; `commit_seqs` for its valid requests.
-    pub fn batch(&mut self, batch: BatchId, requests: Vec<BatchRequest>, commit_seqs: &[CommitSeq]) -> &mut Self {
+    pub fn batch(
+        &mut self,
+        batch: BatchId,
+        requests: Vec<BatchRequest>,
+        commit_seqs: &[CommitSeq],
+    ) -> &mut Self {
         let any_valid = requests.iter().any(|r| r.verdict == Verdict::Valid);
         self.push(EventKind::BatchValidated { batch, requests });
         if any_valid {
