@@ -28,6 +28,17 @@
 //! - **The harness**: [`EventKind::Phase`] markers (fault phase, heal phase
 //!   with its liveness bound, quiescence, final crash).
 //!
+//! Recording rules the checkers rely on:
+//! - every acknowledged attempt's batch request carries its `origin`
+//!   ([`AttemptRef`]): that is how an acknowledgement is matched to the
+//!   publication that backs it (D5);
+//! - the WAL only grows between recoveries: each valid request of a batch
+//!   that reached `WalAppended` is the next log position, and a published
+//!   commit's sequence number is its position. After a failed fsync a
+//!   correct system stops (fail-stop) until recovery;
+//! - channels and queues live in server memory: after a `ServerCrash` they
+//!   are declared again before use.
+//!
 //! Times should be non-decreasing in recorded order; the checkers do not
 //! rely on it except where a rule is about time (and then they compare the
 //! recorded times, so an out-of-order record shows up as a violation).

@@ -2,13 +2,13 @@
 //!
 //! Pure, sequential, synchronous: a system under test records a
 //! [`History`] (see [`history`] for what to record and when), and
-//! [`check`] replays it against small reference models ([`model`]) and
+//! [`check()`] replays it against small reference models ([`model`]) and
 //! returns every [`Violation`] of the invariants of spec 08, each with its
 //! [`InvariantId`], the operations involved, the simulated time and one
 //! line of explanation. A checker never panics on a malformed or
 //! adversarial history; it reports it.
 //!
-//! [`reference`] is a trivially correct implementation of the commit
+//! [`mod@reference`] is a trivially correct implementation of the commit
 //! service that records histories; the property tests and the benchmark
 //! use it, and it shows how a system records.
 #![forbid(unsafe_code)]
