@@ -495,6 +495,9 @@ fn under_fsync_errors_and_power_loss_acked_commits_survive_and_failed_ones_never
         expect_ok(run(
             RunConfig::new(seed).faults(faults),
             move |sim| async move {
+                // Fsync failures fire in the fault phase (no crash targets:
+                // the crashes below are explicit).
+                sim.start_faults(&[]);
                 let obs2 = obs.clone();
                 let id = sim.spawn_process("db", move |ctx| {
                     let obs = obs2.clone();
