@@ -1,14 +1,19 @@
 //! The built-in scenarios and the known-bug catalogue.
 
+mod commit_service;
+mod history_check;
 mod toy;
 
 use crate::harness::{HarnessError, KnownBug, Registry, Scenario};
 
+pub use commit_service::CommitService;
 pub use toy::ToyLog;
 
 /// The built-in scenarios and bugs.
 pub fn registry() -> Registry {
-    let mut registry = Registry::new().with_scenario(&ToyLog);
+    let mut registry = Registry::new()
+        .with_scenario(&ToyLog)
+        .with_scenario(&CommitService);
     for bug in BUGS {
         registry = registry.with_bug(*bug);
     }

@@ -1,0 +1,1049 @@
+//! `commit-service`: specs 01 and 02 end to end, checked by the reference
+//! models (`durasim_models::check`).
+//!
+//! One server process runs the group-commit coordinator
+//! ([`crate::systems::group_commit`]) over the WAL ([`crate::systems::wal`])
+//! on its simulated disk; its init recovers the WAL, so every restart
+//! re-runs recovery. Client processes talk to it over the simulated
+//! network (two calls: read a page with its basis, commit a request) and
+//! apply events by read-modify-write with the spec 02 retry loop
+//! ([`crate::systems::backoff::RetryLoop`]): each write has a unique event
+//! id, each attempt reads afresh and commits with the basis and the event
+//! id, and the answers are classified as in
+//! [`crate::systems::committed_write`] (conflict and "not applied" are
+//! transient, a lost answer is transient but may have applied, and
+//! `receipt-exists` after such an attempt means the write converged).
+//!
+//! Phases: setup, `start_faults(server)`, a fault phase with the workload,
+//! `heal`, a bounded wait for every client, quiescence, `final_crash`, and
+//! the last recovery read back.
+//!
+//! # History translation
+//! - client calls → `Invoke` / `Complete` (`Ok(Committed)`, `Failed` —
+//!   definite only when no attempt's outcome was unknown — never `Unknown`:
+//!   the loop resolves unknown attempts);
+//! - `RetryEvent` → `AttemptStarted` (with the backoff slept before it) /
+//!   `AttemptEnded` (with what the client learnt: committed, rejected
+//!   transient or permanent, or unknown when the answer was lost);
+//! - `ChannelEvent` → `Permit*` (one channel id per coordinator
+//!   generation, declared when the coordinator is built);
+//! - `CommitEvent` → `BatchValidated` (the requests come from the server's
+//!   own record of what it submitted under each permit) / `WalAppended` /
+//!   `FsyncReturned` / `Published`; an append that failed is observed by a
+//!   wrapper around the WAL;
+//! - WAL recovery → `Recovered` with the log and the page state it
+//!   implies. After a failed append or fsync the coordinator discards the
+//!   unsynced bytes by rewriting the durable prefix of the log: that
+//!   starts a new log epoch exactly like a recovery, so it is recorded as
+//!   a `Recovered` of the log the rewrite left on disk (read back from the
+//!   disk, not from the coordinator's memory);
+//! - a server restart → `ServerCrash` (with `during_recovery` when the
+//!   incarnation died inside recovery), recorded when the new incarnation
+//!   starts; a coordinator that halts (its discard failed) is fail-stop:
+//!   the server drops everything in memory and recovers again, recorded as
+//!   a `ServerCrash` too;
+//! - phases → `Phase` markers.
+//!
+//! Page values are byte strings; the models hold a `u64` per write, so a
+//! write's value is the FNV-1a digest of its payload (see
+//! [`super::history_check::digest`]).
+//!
+//! Invariants checked: all that the history feeds — D1 (acknowledged and
+//! previously recovered commits survive), D2/D3 (whole, never phantom
+//! commits in the recovered log and page state), D4 (log order, permit
+//! order), D5 (publish after fsync, acknowledgements backed by a
+//! publication), D6 (every write ends, definite failures never applied,
+//! nothing left in a channel), D7 (one application per event id), D8
+//! (first committer wins), D10 (recovery idempotent), D11 (retry window,
+//! curve, no retry after permanent rejections), D12 (channel capacity), L1
+//! (writes finish after heal).
+//!
+//! Not mapped: D9 (no repair workers here; see the `repair` scenario),
+//! reads as operations (clients read only inside attempts, which the
+//! models do not see as `Read` calls), clients as fault targets (the
+//! fault scheduler crashes and pauses the server only; partitions and
+//! message faults involve everyone).
+//!
+//! Known finding, from the checker's side: a write whose answer was lost
+//! while its batch's fsync made it durable (the server crashed before
+//! publishing), and whose retry is then told `receipt-exists` by the
+//! recovered server, completes `Ok` with the commit seq recovery gave it —
+//! spec 02's convergence rule. D5 requires every `Ok` to be backed by a
+//! `Published` of one of the operation's attempts, so it reports these
+//! completions although recovery exposed the commit (and D1 then requires
+//! it to stay). The history records what the client was told; it is not
+//! rewritten to avoid the report.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use durasim_models as models;
+use durasim_models::{
+    AttemptRef, AttemptResult, BatchRequest, Call, EventKind, LogEntry, OkValue, Outcome,
+    PageWrite, RejectionClass,
+};
+use durasim_sim::{clock, Disk, Endpoint, Net, ProcessCtx, ProcessId, Sim, SimTime};
+
+use super::history_check::{digest, findings, Merger, Rank};
+use crate::harness::{RunParams, Scenario, ScenarioFuture, ScenarioReport};
+use crate::systems::backoff::{
+    AttemptOutcome, BackoffPolicy, Rejection, RetryEvent, RetryLoop, WriteError,
+};
+use crate::systems::channel::{ChannelEvent, ReserveError};
+use crate::systems::committed_write::{decode_list, encode_list};
+use crate::systems::group_commit::{
+    group_commit, BatchPhase, CommitClient, CommitEvent, CommitRequest, CommitResponse,
+    CommittedState, GroupCommitConfig, PermanentReason,
+};
+use crate::systems::record::{lock_recovering, Recorder};
+use crate::systems::wal::{CommitLog, Recovery, Wal, WalConfig, WalError};
+use crate::systems::wal_format::{self, Frame};
+
+/// The commit-service scenario.
+pub struct CommitService;
+
+const CLIENTS: u32 = 4;
+const PAGES: u32 = 3;
+const WAL_DIR: &str = "wal";
+const FAULT_PHASE: Duration = Duration::from_millis(1500);
+/// L1: every write outstanding at heal finishes within this. The longest
+/// wait is one backoff delay of a write that retried through the whole
+/// fault phase (under 2 s with the default curve) plus a commit.
+const HEAL_BOUND: Duration = Duration::from_secs(20);
+const READ_TIMEOUT: Duration = Duration::from_millis(30);
+const COMMIT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The client–server protocol.
+#[derive(Debug, Clone)]
+enum Msg {
+    /// Read `page` and the commit seq it was read at.
+    Read { rid: u64, page: u32 },
+    /// The answer to a read.
+    ReadOk {
+        rid: u64,
+        basis: u64,
+        value: Option<Vec<u8>>,
+    },
+    /// Commit `request` for attempt `origin`.
+    Commit {
+        rid: u64,
+        origin: AttemptRef,
+        request: CommitRequest,
+    },
+    /// The coordinator's answer; with `receipt-exists`, the commit that
+    /// applied the event, if the server knows one.
+    Answer {
+        rid: u64,
+        response: CommitResponse,
+        applied: Option<u64>,
+    },
+}
+
+/// Server-side records the systems do not make themselves.
+#[derive(Debug, Clone)]
+enum ServerRec {
+    /// The server lost its memory (restart, or a halted coordinator).
+    Crash { during_recovery: bool },
+    /// Recovery (or a discard of unsynced bytes) exposed this log.
+    Recovered {
+        log: Vec<LogEntry>,
+        state: Vec<models::PageVersion>,
+        corruption_from: Option<u64>,
+    },
+    /// Coordinator generation `generation` was built with a channel.
+    Declared { generation: u32, capacity: u32 },
+    /// The WAL append of `batch` (of `generation`) failed.
+    AppendFailed { generation: u32, batch: u64 },
+}
+
+/// Client-side records.
+#[derive(Debug, Clone)]
+enum ClientRec {
+    Invoke { op: u64, process: ProcessId },
+    Complete { op: u64, outcome: Outcome },
+}
+
+/// What the server submitted under one permit.
+#[derive(Debug, Clone)]
+struct Submitted {
+    origin: AttemptRef,
+    request: CommitRequest,
+}
+
+/// One coordinator's recorders.
+struct Generation {
+    id: u32,
+    commits: Recorder<CommitEvent>,
+    channel: Recorder<ChannelEvent>,
+}
+
+/// Everything recorded, shared by the processes and the supervisor.
+#[derive(Default)]
+struct Journal {
+    phases: Recorder<EventKind>,
+    server: Recorder<ServerRec>,
+    clients: Recorder<ClientRec>,
+    retries: Recorder<RetryEvent>,
+    results: Mutex<BTreeMap<(u64, u32), AttemptResult>>,
+    generations: Mutex<Vec<Generation>>,
+    submitted: Mutex<BTreeMap<(u32, u64), Submitted>>,
+    /// The txn ids each batch handed to the WAL, in order: its valid
+    /// requests (a duplicated message makes two identical requests, of
+    /// which validation keeps one; this says which).
+    appended: Mutex<BTreeMap<(u32, u64), Vec<u64>>>,
+    recovering: AtomicBool,
+    clients_done: AtomicU64,
+}
+
+impl Scenario for CommitService {
+    fn name(&self) -> &'static str {
+        "commit-service"
+    }
+
+    fn summary(&self) -> &'static str {
+        "group commit over the WAL + retrying read-modify-write clients; full model check (D1-D8, D10-D12, L1)"
+    }
+
+    fn spec(&self) -> &'static str {
+        "01, 02, 07"
+    }
+
+    fn default_size(&self) -> u32 {
+        100
+    }
+
+    fn time_limit(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+
+    fn run<'a>(&'a self, sim: Sim, params: &'a RunParams) -> ScenarioFuture<'a> {
+        Box::pin(run(sim, params.size))
+    }
+}
+
+async fn run(sim: Sim, size: u32) -> ScenarioReport {
+    let journal = Arc::new(Journal::default());
+    let net: Net<Msg> = Net::new();
+    let policy = BackoffPolicy::default();
+    journal
+        .phases
+        .record(EventKind::BackoffPolicyDeclared(models::BackoffPolicy {
+            base_delay: clock::duration_nanos(policy.base_delay),
+            max_delay: clock::duration_nanos(policy.max_delay),
+            jitter: policy.jitter,
+            retry_window: clock::duration_nanos(policy.retry_window),
+        }));
+
+    let (j, n) = (journal.clone(), net.clone());
+    let server = sim.spawn_process("server", move |ctx| serve(ctx, n.clone(), j.clone()));
+    let per_client = size.div_ceil(CLIENTS).max(1);
+    for c in 0..CLIENTS {
+        let first = u64::from(c * per_client) + 1;
+        let last = u64::from(((c + 1) * per_client).min(size));
+        let (j, n) = (journal.clone(), net.clone());
+        sim.spawn_process("client", move |ctx| {
+            client(ctx, n.clone(), j.clone(), server, first..=last, policy)
+        });
+    }
+
+    sim.start_faults(&[server]);
+    journal
+        .phases
+        .record(EventKind::Phase(models::Phase::Fault));
+    sim.sleep(FAULT_PHASE).await;
+    sim.heal();
+    journal.phases.record(EventKind::Phase(models::Phase::Heal {
+        bound: clock::duration_nanos(HEAL_BOUND),
+        resolves_unknown: true,
+    }));
+    let healed = sim.now();
+    while journal.clients_done.load(Ordering::Relaxed) < u64::from(CLIENTS)
+        && sim.now().since(healed) < HEAL_BOUND + Duration::from_secs(1)
+    {
+        sim.sleep(Duration::from_millis(10)).await;
+    }
+    sim.sleep(Duration::from_millis(5)).await;
+    journal
+        .phases
+        .record(EventKind::Phase(models::Phase::Quiescence));
+    journal
+        .phases
+        .record(EventKind::Phase(models::Phase::FinalCrash));
+    sim.final_crash(&[server]);
+    let crashed = sim.now();
+    while recoveries_after(&journal, crashed) == 0
+        && sim.now().since(crashed) < Duration::from_secs(2)
+    {
+        sim.sleep(Duration::from_millis(2)).await;
+    }
+    let history = history(&journal, server);
+    ScenarioReport {
+        findings: findings(&history),
+        operations: history.operation_count() as u64,
+    }
+}
+
+fn recoveries_after(journal: &Journal, time: SimTime) -> usize {
+    journal
+        .server
+        .snapshot()
+        .iter()
+        .filter(|r| r.time >= time && matches!(r.event, ServerRec::Recovered { .. }))
+        .count()
+}
+
+// ----- server ---------------------------------------------------------------
+
+/// The server's init: runs on every (re)start.
+async fn serve(ctx: ProcessCtx, net: Net<Msg>, journal: Arc<Journal>) {
+    if ctx.incarnation() > 1 {
+        let during_recovery = journal.recovering.load(Ordering::Relaxed);
+        journal.server.record(ServerRec::Crash { during_recovery });
+    }
+    let endpoint = Arc::new(net.endpoint(&ctx));
+    let disk = ctx.disk();
+    loop {
+        let Some((wal, recovery)) = recover(&disk, &journal).await else {
+            // Recovery reported corruption: halt loudly (recorded), serve
+            // nothing.
+            std::future::pending::<()>().await;
+            return;
+        };
+        serve_generation(&disk, &endpoint, &journal, wal, recovery).await;
+        // The coordinator halted: fail-stop, memory is gone; recover again.
+        journal.server.record(ServerRec::Crash {
+            during_recovery: false,
+        });
+    }
+}
+
+/// Recover the WAL, retrying I/O errors; record what it exposes.
+async fn recover(disk: &Disk, journal: &Journal) -> Option<(Wal, Recovery)> {
+    journal.recovering.store(true, Ordering::Relaxed);
+    let opened = loop {
+        match Wal::open(disk, WalConfig::new(WAL_DIR), None).await {
+            Ok(opened) => break Some(opened),
+            Err(WalError::Corrupt(_)) => break None,
+            Err(_) => clock::sleep(Duration::from_millis(5)).await,
+        }
+    };
+    journal.recovering.store(false, Ordering::Relaxed);
+    match opened {
+        Some((wal, recovery)) => {
+            let frames: Vec<Frame> = recovery.frames.iter().map(|(_, f)| f.clone()).collect();
+            let state = CommittedState::from_recovery(&recovery);
+            journal.server.record(recovered(&frames, &state, None));
+            Some((wal, recovery))
+        }
+        None => {
+            // Report what precedes the damage, and where the damage starts.
+            let bytes = disk
+                .snapshot()
+                .remove(&WalConfig::new(WAL_DIR).log_path())
+                .unwrap_or_default();
+            let scan = wal_format::scan(&bytes, wal_format::DEFAULT_BLOCK, true);
+            let frames: Vec<Frame> = scan.frames().map(|(_, f)| f.clone()).collect();
+            let from = frames.last().map_or(1, |f| f.commit_seq + 1);
+            let recovery = Recovery {
+                frames: scan.frames().cloned().collect(),
+                torn_tail_bytes: 0,
+            };
+            let state = CommittedState::from_recovery(&recovery);
+            journal
+                .server
+                .record(recovered(&frames, &state, Some(from)));
+            None
+        }
+    }
+}
+
+fn recovered(frames: &[Frame], state: &CommittedState, corruption_from: Option<u64>) -> ServerRec {
+    let log = frames
+        .iter()
+        .map(|f| LogEntry {
+            seq: f.commit_seq,
+            txn_id: f.txn_id,
+            event_id: f.event_id,
+            writes: page_writes(&f.pages, &f.payload),
+        })
+        .collect();
+    let state = state
+        .pages
+        .iter()
+        .filter_map(|(&page, versions)| {
+            versions.last().map(|v| models::PageVersion {
+                page,
+                commit_seq: v.commit_seq,
+                value: digest(&v.value),
+            })
+        })
+        .collect();
+    ServerRec::Recovered {
+        log,
+        state,
+        corruption_from,
+    }
+}
+
+fn page_writes(pages: &[u32], payload: &[u8]) -> Vec<PageWrite> {
+    let value = digest(payload);
+    pages
+        .iter()
+        .map(|&page| PageWrite { page, value })
+        .collect()
+}
+
+/// The WAL as the coordinator sees it, observed: a failed append, and the
+/// log a discard leaves on disk.
+struct ObservedLog {
+    wal: Wal,
+    disk: Disk,
+    generation: u32,
+    commits: Recorder<CommitEvent>,
+    journal: Arc<Journal>,
+}
+
+impl ObservedLog {
+    fn current_batch(&self) -> u64 {
+        self.commits
+            .events()
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                CommitEvent::BatchFormed { batch, .. } => Some(*batch),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl CommitLog for ObservedLog {
+    async fn append_batch(&mut self, frames: &[Frame]) -> Result<Vec<u64>, WalError> {
+        let batch = self.current_batch();
+        lock_recovering(&self.journal.appended).insert(
+            (self.generation, batch),
+            frames.iter().map(|f| f.txn_id).collect(),
+        );
+        let result = self.wal.append_batch(frames).await;
+        if result.is_err() {
+            self.journal.server.record(ServerRec::AppendFailed {
+                generation: self.generation,
+                batch,
+            });
+        }
+        result
+    }
+
+    async fn sync(&mut self) -> Result<(), WalError> {
+        self.wal.sync().await
+    }
+
+    async fn discard_unsynced(&mut self) -> Result<(), WalError> {
+        self.wal.discard_unsynced().await?;
+        // The rewrite made the log on disk durable: read it back.
+        let bytes = self
+            .disk
+            .snapshot()
+            .remove(&self.wal.config().log_path())
+            .unwrap_or_default();
+        let scan = wal_format::scan(&bytes, self.wal.config().block_size, true);
+        let recovery = Recovery {
+            frames: scan.frames().cloned().collect(),
+            torn_tail_bytes: 0,
+        };
+        let frames: Vec<Frame> = recovery.frames.iter().map(|(_, f)| f.clone()).collect();
+        let state = CommittedState::from_recovery(&recovery);
+        self.journal.server.record(recovered(&frames, &state, None));
+        Ok(())
+    }
+}
+
+/// One coordinator generation: build it, serve until it halts.
+async fn serve_generation(
+    disk: &Disk,
+    endpoint: &Arc<Endpoint<Msg>>,
+    journal: &Arc<Journal>,
+    wal: Wal,
+    recovery: Recovery,
+) {
+    let commits = Recorder::new();
+    let channel = Recorder::new();
+    let generation = {
+        let mut generations = lock_recovering(&journal.generations);
+        let id = generations.len() as u32 + 1;
+        generations.push(Generation {
+            id,
+            commits: commits.clone(),
+            channel: channel.clone(),
+        });
+        id
+    };
+    let config = GroupCommitConfig {
+        recorder: commits.clone(),
+        channel_recorder: Some(channel),
+        ..GroupCommitConfig::default()
+    };
+    journal.server.record(ServerRec::Declared {
+        generation,
+        capacity: config.channel_capacity as u32,
+    });
+    let log = ObservedLog {
+        wal,
+        disk: disk.clone(),
+        generation,
+        commits,
+        journal: journal.clone(),
+    };
+    let gc = group_commit(log, &recovery, config);
+    let mut coordinator = madsim::task::spawn(gc.coordinator.run());
+    let mut handlers = Vec::new();
+    loop {
+        let next = {
+            let recv = std::pin::pin!(endpoint.recv());
+            match futures_util::future::select(&mut coordinator, recv).await {
+                futures_util::future::Either::Left(_) => None,
+                futures_util::future::Either::Right(((from, msg), _)) => Some((from, msg)),
+            }
+        };
+        let Some((from, msg)) = next else { break };
+        handlers.retain(|h: &madsim::task::JoinHandle<()>| !h.is_finished());
+        let (client, endpoint, journal) = (gc.client.clone(), endpoint.clone(), journal.clone());
+        handlers.push(madsim::task::spawn(async move {
+            handle(client, &endpoint, &journal, generation, from, msg).await
+        }));
+    }
+    for h in &handlers {
+        h.abort();
+    }
+    drop(handlers);
+    drop(gc.client);
+    drop(gc.handle);
+}
+
+/// Answer one message.
+async fn handle(
+    client: CommitClient,
+    endpoint: &Endpoint<Msg>,
+    journal: &Journal,
+    generation: u32,
+    from: ProcessId,
+    msg: Msg,
+) {
+    match msg {
+        Msg::Read { rid, page } => {
+            let (basis, version) = client.read_snapshot(page);
+            endpoint.send(
+                from,
+                Msg::ReadOk {
+                    rid,
+                    basis,
+                    value: version.map(|v| v.value),
+                },
+            );
+        }
+        Msg::Commit {
+            rid,
+            origin,
+            request,
+        } => {
+            let response = match client.reserve().await {
+                Ok(permit) => {
+                    lock_recovering(&journal.submitted).insert(
+                        (generation, permit.seq()),
+                        Submitted {
+                            origin,
+                            request: request.clone(),
+                        },
+                    );
+                    permit.send(request.clone()).response().await
+                }
+                Err(ReserveError::Closed) => CommitResponse::Failed {
+                    reason: "coordinator is shut down".into(),
+                },
+            };
+            let applied = match &response {
+                CommitResponse::Rejected { .. } => {
+                    request.event_id.and_then(|e| client.applied_seq(e))
+                }
+                _ => None,
+            };
+            endpoint.send(
+                from,
+                Msg::Answer {
+                    rid,
+                    response,
+                    applied,
+                },
+            );
+        }
+        Msg::ReadOk { .. } | Msg::Answer { .. } => {}
+    }
+}
+
+// ----- clients ---------------------------------------------------------------
+
+/// A client: applies events `ops` one at a time (op id = event id).
+async fn client(
+    ctx: ProcessCtx,
+    net: Net<Msg>,
+    journal: Arc<Journal>,
+    server: ProcessId,
+    ops: std::ops::RangeInclusive<u64>,
+    policy: BackoffPolicy,
+) {
+    let endpoint = Arc::new(net.endpoint(&ctx));
+    let retry = RetryLoop::new(policy).recording_into(journal.retries.clone());
+    let rid = Arc::new(AtomicU64::new(0));
+    for op in ops {
+        // Think time spreads the workload over the fault phase.
+        clock::sleep(Duration::from_millis(20 + (op * 13) % 40)).await;
+        let page = ((op * 7) % u64::from(PAGES)) as u32;
+        journal.clients.record(ClientRec::Invoke {
+            op,
+            process: ctx.id(),
+        });
+        let maybe_applied = Arc::new(AtomicBool::new(false));
+        let result = retry
+            .run(op, |attempt| {
+                let (endpoint, journal, rid, maybe_applied) = (
+                    endpoint.clone(),
+                    journal.clone(),
+                    rid.clone(),
+                    maybe_applied.clone(),
+                );
+                async move {
+                    let origin = AttemptRef { op, attempt };
+                    let (result, answer) =
+                        attempt_once(&endpoint, server, &rid, origin, page, &maybe_applied).await;
+                    lock_recovering(&journal.results).insert((op, attempt), result);
+                    answer
+                }
+            })
+            .await;
+        let outcome = match result {
+            Ok(commit_seq) => Outcome::Ok(OkValue::Committed { commit_seq }),
+            Err(WriteError::Convergence(e)) => Outcome::Failed {
+                error: format!("CommitConvergenceError: {e}"),
+                definite: !maybe_applied.load(Ordering::Relaxed),
+            },
+            Err(WriteError::Permanent(e)) => Outcome::Failed {
+                error: e.reason,
+                definite: false,
+            },
+        };
+        journal.clients.record(ClientRec::Complete { op, outcome });
+    }
+    journal.clients_done.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One attempt: read the page afresh, append the event id to its list,
+/// commit with the basis. Returns what the client learnt and the retry
+/// loop's classification.
+async fn attempt_once(
+    endpoint: &Endpoint<Msg>,
+    server: ProcessId,
+    rid: &AtomicU64,
+    origin: AttemptRef,
+    page: u32,
+    maybe_applied: &AtomicBool,
+) -> (AttemptResult, Result<u64, Rejection>) {
+    let transient = |reason: &str| {
+        (
+            AttemptResult::Rejected {
+                class: RejectionClass::Transient,
+                reason: reason.to_string(),
+            },
+            Err(Rejection::Transient {
+                reason: reason.to_string(),
+            }),
+        )
+    };
+    let read_id = rid.fetch_add(1, Ordering::Relaxed) + 1;
+    endpoint.send(server, Msg::Read { rid: read_id, page });
+    let Some((basis, value)) = await_reply(endpoint, READ_TIMEOUT, |m| match m {
+        Msg::ReadOk { rid, basis, value } if rid == read_id => Some((basis, value)),
+        _ => None,
+    })
+    .await
+    else {
+        // Nothing was submitted: certainly not applied.
+        return transient("unavailable: read timed out");
+    };
+    let mut items = decode_list(value.as_deref());
+    items.push(origin.op);
+    let request = CommitRequest {
+        txn_id: origin.op << 16 | u64::from(origin.attempt),
+        event_id: Some(origin.op),
+        snapshot_seq: basis,
+        write_set_pages: vec![page],
+        payload: encode_list(&items),
+    };
+    let commit_id = rid.fetch_add(1, Ordering::Relaxed) + 1;
+    endpoint.send(
+        server,
+        Msg::Commit {
+            rid: commit_id,
+            origin,
+            request,
+        },
+    );
+    let answer = await_reply(endpoint, COMMIT_TIMEOUT, |m| match m {
+        Msg::Answer {
+            rid,
+            response,
+            applied,
+        } if rid == commit_id => Some((response, applied)),
+        _ => None,
+    })
+    .await;
+    let Some((response, applied)) = answer else {
+        maybe_applied.store(true, Ordering::Relaxed);
+        return (
+            AttemptResult::Unknown,
+            Err(Rejection::Transient {
+                reason: "outcome unknown: no answer".into(),
+            }),
+        );
+    };
+    match response {
+        CommitResponse::Committed { commit_seq, .. } => {
+            (AttemptResult::Committed { commit_seq }, Ok(commit_seq))
+        }
+        CommitResponse::Conflict { reason } => transient(&format!("conflict: {reason:?}")),
+        CommitResponse::Failed { reason } => transient(&format!("not applied: {reason}")),
+        CommitResponse::Unknown { reason } => {
+            maybe_applied.store(true, Ordering::Relaxed);
+            (
+                AttemptResult::Unknown,
+                Err(Rejection::Transient {
+                    reason: format!("outcome unknown: {reason}"),
+                }),
+            )
+        }
+        CommitResponse::Rejected { reason } => {
+            let name = match &reason {
+                PermanentReason::ReceiptExists { .. } => reason.name().to_string(),
+            };
+            let rejected = AttemptResult::Rejected {
+                class: RejectionClass::Permanent,
+                reason: name.clone(),
+            };
+            // An earlier attempt whose answer was lost applied the event:
+            // the write converged.
+            match applied.filter(|_| maybe_applied.load(Ordering::Relaxed)) {
+                Some(seq) => (rejected, Ok(seq)),
+                None => (rejected, Err(Rejection::Permanent { reason: name })),
+            }
+        }
+    }
+}
+
+/// Wait for the reply `pick` accepts (others are stale: dropped).
+async fn await_reply<T>(
+    endpoint: &Endpoint<Msg>,
+    timeout: Duration,
+    mut pick: impl FnMut(Msg) -> Option<T>,
+) -> Option<T> {
+    let deadline = clock::now().plus(timeout);
+    loop {
+        let left = deadline.since(clock::now());
+        if left.is_zero() {
+            return None;
+        }
+        let (_, msg) = endpoint.recv_timeout(left).await?;
+        if let Some(found) = pick(msg) {
+            return Some(found);
+        }
+    }
+}
+
+// ----- history ---------------------------------------------------------------
+
+fn history(journal: &Journal, server: ProcessId) -> models::History {
+    let mut merger = Merger::default();
+    for r in journal.phases.snapshot() {
+        merger.push(r.time, Rank::Harness, r.event);
+    }
+    for r in journal.clients.snapshot() {
+        match r.event {
+            ClientRec::Invoke { op, process } => merger.push(
+                r.time,
+                Rank::Invoke,
+                EventKind::Invoke {
+                    op,
+                    process,
+                    call: Call::Write { event_id: Some(op) },
+                },
+            ),
+            ClientRec::Complete { op, outcome } => {
+                merger.push(r.time, Rank::Complete, EventKind::Complete { op, outcome })
+            }
+        }
+    }
+    attempts(journal, &mut merger);
+    let submitted = lock_recovering(&journal.submitted).clone();
+    let appended = lock_recovering(&journal.appended).clone();
+    for r in journal.server.snapshot() {
+        let (rank, kind) = match r.event {
+            ServerRec::Crash { during_recovery } => (
+                Rank::Crash,
+                EventKind::ServerCrash {
+                    process: server,
+                    during_recovery,
+                },
+            ),
+            ServerRec::Recovered {
+                log,
+                state,
+                corruption_from,
+            } => (
+                Rank::Server,
+                EventKind::Recovered(Box::new(models::Recovery {
+                    process: server,
+                    log,
+                    state: Some(state),
+                    corruption_reported_from: corruption_from,
+                })),
+            ),
+            ServerRec::Declared {
+                generation,
+                capacity,
+            } => (
+                Rank::Server,
+                EventKind::ChannelDeclared {
+                    channel: generation,
+                    capacity,
+                },
+            ),
+            ServerRec::AppendFailed { generation, batch } => (
+                Rank::Server,
+                EventKind::WalAppended {
+                    batch: batch_id(generation, batch),
+                    ok: false,
+                },
+            ),
+        };
+        merger.push(r.time, rank, kind);
+    }
+    for generation in lock_recovering(&journal.generations).iter() {
+        batches(generation, &submitted, &appended, &mut merger);
+        permits(generation, &mut merger);
+    }
+    merger.into_history()
+}
+
+fn attempts(journal: &Journal, merger: &mut Merger) {
+    let results = lock_recovering(&journal.results).clone();
+    let mut slept: BTreeMap<u64, Duration> = BTreeMap::new();
+    for r in journal.retries.snapshot() {
+        match r.event {
+            RetryEvent::AttemptStarted { write_id, attempt } => {
+                let delay = if attempt <= 1 {
+                    Duration::ZERO
+                } else {
+                    slept.remove(&write_id).unwrap_or_default()
+                };
+                merger.push(
+                    r.time,
+                    Rank::Attempt,
+                    EventKind::AttemptStarted {
+                        op: write_id,
+                        attempt,
+                        delay_before: clock::duration_nanos(delay),
+                    },
+                );
+            }
+            RetryEvent::AttemptEnded {
+                write_id,
+                attempt,
+                outcome,
+            } => {
+                // What the client learnt, as the attempt recorded it; the
+                // loop's own classification when missing (it cannot tell a
+                // lost answer from a rejection, so never `Committed`).
+                let fallback = match outcome {
+                    AttemptOutcome::Applied => AttemptResult::Unknown,
+                    AttemptOutcome::Transient(reason) => AttemptResult::Rejected {
+                        class: RejectionClass::Transient,
+                        reason,
+                    },
+                    AttemptOutcome::Permanent(reason) => AttemptResult::Rejected {
+                        class: RejectionClass::Permanent,
+                        reason,
+                    },
+                };
+                let result = results
+                    .get(&(write_id, attempt))
+                    .cloned()
+                    .unwrap_or(fallback);
+                merger.push(
+                    r.time,
+                    Rank::Attempt,
+                    EventKind::AttemptEnded {
+                        op: write_id,
+                        attempt,
+                        result,
+                    },
+                );
+            }
+            RetryEvent::Backoff {
+                write_id, delay, ..
+            } => {
+                slept.insert(write_id, delay);
+            }
+            RetryEvent::Terminal(_) => {}
+        }
+    }
+}
+
+fn batch_id(generation: u32, batch: u64) -> u64 {
+    u64::from(generation) << 32 | batch
+}
+
+/// A coordinator generation's batches, from its `CommitEvent`s and the
+/// server's record of what it submitted under each permit.
+fn batches(
+    generation: &Generation,
+    submitted: &BTreeMap<(u32, u64), Submitted>,
+    appended: &BTreeMap<(u32, u64), Vec<u64>>,
+    merger: &mut Merger,
+) {
+    let events = generation.commits.snapshot();
+    // First pass: each batch's permits, rejections (in validation order)
+    // and published seqs.
+    let mut formed: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut rejected: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
+    let mut published: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for r in &events {
+        match &r.event {
+            CommitEvent::BatchFormed { batch, requests } => {
+                formed.insert(*batch, requests.iter().map(|(permit, _)| *permit).collect());
+            }
+            CommitEvent::Conflict {
+                batch,
+                txn_id,
+                reason,
+            } => rejected
+                .entry(*batch)
+                .or_default()
+                .push((*txn_id, format!("conflict: {reason:?}"))),
+            CommitEvent::Rejected {
+                batch,
+                txn_id,
+                reason,
+            } => rejected
+                .entry(*batch)
+                .or_default()
+                .push((*txn_id, reason.name().to_string())),
+            CommitEvent::Published {
+                batch, commit_seq, ..
+            } => published.entry(*batch).or_default().push(*commit_seq),
+            _ => {}
+        }
+    }
+    let mut published_done = std::collections::BTreeSet::new();
+    for r in events {
+        let kind = match r.event {
+            CommitEvent::Phase {
+                batch,
+                phase: BatchPhase::Validate,
+            } => {
+                let permits = formed.get(&batch).cloned().unwrap_or_default();
+                let valid = appended
+                    .get(&(generation.id, batch))
+                    .cloned()
+                    .unwrap_or_default();
+                let mut next_valid = valid.iter().peekable();
+                let mut rejections = rejected
+                    .get(&batch)
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter();
+                let requests = permits
+                    .iter()
+                    .map(|permit| {
+                        let sub = submitted.get(&(generation.id, *permit));
+                        let txn_id = sub.map_or(0, |s| s.request.txn_id);
+                        // The valid requests are the WAL's frames in order;
+                        // the others were rejected, in validation order.
+                        let verdict = if next_valid.peek() == Some(&&txn_id) {
+                            next_valid.next();
+                            models::Verdict::Valid
+                        } else {
+                            let reason = rejections
+                                .next()
+                                .map_or_else(|| "rejected".to_string(), |(_, r)| r);
+                            models::Verdict::Conflict { reason }
+                        };
+                        BatchRequest {
+                            origin: sub.map(|s| s.origin),
+                            txn_id,
+                            event_id: sub.and_then(|s| s.request.event_id),
+                            snapshot_seq: sub.map_or(0, |s| s.request.snapshot_seq),
+                            writes: sub.map_or_else(Vec::new, |s| {
+                                page_writes(&s.request.write_set_pages, &s.request.payload)
+                            }),
+                            verdict,
+                        }
+                    })
+                    .collect();
+                EventKind::BatchValidated {
+                    batch: batch_id(generation.id, batch),
+                    requests,
+                }
+            }
+            CommitEvent::Appended { batch, .. } => EventKind::WalAppended {
+                batch: batch_id(generation.id, batch),
+                ok: true,
+            },
+            CommitEvent::Fsync { batch, ok } => EventKind::FsyncReturned {
+                batch: batch_id(generation.id, batch),
+                ok,
+            },
+            CommitEvent::Published { batch, .. } if published_done.insert(batch) => {
+                EventKind::Published {
+                    batch: batch_id(generation.id, batch),
+                    commit_seqs: published.get(&batch).cloned().unwrap_or_default(),
+                }
+            }
+            _ => continue,
+        };
+        merger.push(r.time, Rank::Coordinator, kind);
+    }
+}
+
+/// A coordinator generation's channel (channel id = generation).
+fn permits(generation: &Generation, merger: &mut Merger) {
+    let channel = generation.id;
+    for r in generation.channel.snapshot() {
+        let kind = match r.event {
+            ChannelEvent::Reserved { seq, .. } => EventKind::PermitReserved {
+                channel,
+                permit: seq,
+            },
+            ChannelEvent::Sent { seq } => EventKind::PermitSent {
+                channel,
+                permit: seq,
+            },
+            ChannelEvent::Aborted {
+                seq,
+                dropped: false,
+            } => EventKind::PermitAborted {
+                channel,
+                permit: seq,
+            },
+            ChannelEvent::Aborted { seq, dropped: true } => EventKind::PermitDropped {
+                channel,
+                permit: seq,
+            },
+            ChannelEvent::Delivered { seq } => EventKind::PermitDelivered {
+                channel,
+                permit: seq,
+            },
+            ChannelEvent::ReserveTimedOut | ChannelEvent::Closed => continue,
+        };
+        merger.push(r.time, Rank::Channel, kind);
+    }
+}
