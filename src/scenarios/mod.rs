@@ -1,11 +1,13 @@
 //! The built-in scenarios and the known-bug catalogue.
 
+mod channel;
 mod commit_service;
 mod history_check;
 mod toy;
 
 use crate::harness::{HarnessError, KnownBug, Registry, Scenario};
 
+pub use channel::ChannelScenario;
 pub use commit_service::CommitService;
 pub use toy::ToyLog;
 
@@ -13,7 +15,8 @@ pub use toy::ToyLog;
 pub fn registry() -> Registry {
     let mut registry = Registry::new()
         .with_scenario(&ToyLog)
-        .with_scenario(&CommitService);
+        .with_scenario(&CommitService)
+        .with_scenario(&ChannelScenario);
     for bug in BUGS {
         registry = registry.with_bug(*bug);
     }
