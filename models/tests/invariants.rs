@@ -271,6 +271,36 @@ fn d5_a_batch_published_before_its_fsync_returned_is_rejected() {
     );
 }
 
+/// A client whose response was lost retries and is told `receipt-exists`:
+/// it may report its commit once a recovery exposed it (durable evidence),
+/// but not when nothing published or recovered it.
+#[test]
+fn d5_an_ack_backed_only_by_a_recovery_must_match_what_the_recovery_exposed() {
+    assert_only(
+        InvariantId::D5,
+        "d5_an_ack_backed_only_by_a_recovery_must_match_what_the_recovery_exposed",
+        |broken| {
+            let mut b = Builder::new();
+            b.at(1).invoke_write(1).attempt(1, 1, 0);
+            b.at(2).through_channel(1);
+            let req = request(1, 1, 17, 0, &[w(1, 10)]);
+            b.push(EventKind::BatchValidated {
+                batch: 1,
+                requests: vec![req.clone()],
+            });
+            b.push(EventKind::WalAppended { batch: 1, ok: true });
+            // The server dies during the fsync; recovery finds the batch.
+            b.at(3).crash();
+            let log = if broken { vec![] } else { vec![entry(1, &req)] };
+            b.at(4).recovered(log, None);
+            b.at(5).attempt_ended(1, 1, AttemptResult::Unknown);
+            b.at(6).attempt(1, 2, 1_000_000);
+            b.at(7).attempt_ended(1, 2, permanent()).committed(1, 1);
+            b.build()
+        },
+    );
+}
+
 #[test]
 fn d6_a_write_still_outstanding_at_quiescence_is_rejected() {
     assert_only(

@@ -52,7 +52,7 @@
 //! previously recovered commits survive), D2/D3 (whole, never phantom
 //! commits in the recovered log and page state), D4 (log order, permit
 //! order), D5 (publish after fsync, acknowledgements backed by a
-//! publication), D6 (every write ends, definite failures never applied,
+//! publication or by an earlier recovery that exposed the commit), D6 (every write ends, definite failures never applied,
 //! nothing left in a channel), D7 (one application per event id), D8
 //! (first committer wins), D10 (recovery idempotent), D11 (retry window,
 //! curve, no retry after permanent rejections), D12 (channel capacity), L1
@@ -64,15 +64,13 @@
 //! fault scheduler crashes and pauses the server only; partitions and
 //! message faults involve everyone).
 //!
-//! Known finding, from the checker's side: a write whose answer was lost
-//! while its batch's fsync made it durable (the server crashed before
-//! publishing), and whose retry is then told `receipt-exists` by the
-//! recovered server, completes `Ok` with the commit seq recovery gave it —
-//! spec 02's convergence rule. D5 requires every `Ok` to be backed by a
-//! `Published` of one of the operation's attempts, so it reports these
-//! completions although recovery exposed the commit (and D1 then requires
-//! it to stay). The history records what the client was told; it is not
-//! rewritten to avoid the report.
+//! Receipt convergence: a write whose answer was lost while its batch's
+//! fsync made it durable (the server crashed before publishing), and whose
+//! retry is then told `receipt-exists` by the recovered server, completes
+//! `Ok` with the commit seq recovery gave it — spec 02's convergence rule.
+//! The history records exactly that; D5 accepts such an acknowledgement
+//! because a recovery exposed the commit at that seq before it (and D1
+//! then requires it to stay).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

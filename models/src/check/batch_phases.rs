@@ -17,7 +17,8 @@
 //! file does not judge batching efficiency.
 
 use crate::history::{
-    AttemptResult, BatchId, BatchRequest, CommitSeq, OkValue, OpId, Outcome, SimTime, Verdict,
+    AttemptResult, BatchId, BatchRequest, CommitSeq, EventId, LogEntry, OkValue, OpId, Outcome,
+    SimTime, Verdict,
 };
 use crate::id_map::{IdMap, IdSet};
 use crate::violation::{InvariantId, Secs};
@@ -56,6 +57,13 @@ pub(crate) struct BatchPhases<'h> {
     epoch: u64,
     /// Latest publication per op: (attempt, commit seq, time).
     published_by_op: IdMap<(u32, CommitSeq, SimTime)>,
+    /// The write op that owns each event id.
+    op_by_event: IdMap<OpId>,
+    /// Per op, the commit seq and time at which a recovery first exposed
+    /// its event id: durable evidence that backs an acknowledgement as well
+    /// as a publication does (a client that lost the response, retried and
+    /// was told `receipt-exists` learns its commit this way).
+    recovered_by_op: IdMap<(CommitSeq, SimTime)>,
 }
 
 fn ops_of(requests: &[BatchRequest]) -> Vec<OpId> {
@@ -247,6 +255,25 @@ impl<'h> BatchPhases<'h> {
         (appended.epoch == epoch).then_some((appended.first_position, slot.requests))
     }
 
+    /// A write op carrying `event_id` was invoked.
+    pub(crate) fn on_write_invoked(&mut self, op: OpId, event_id: EventId) {
+        self.op_by_event.insert(event_id, op);
+    }
+
+    /// A recovery exposed `log`.
+    pub(crate) fn on_recovered(&mut self, time: SimTime, log: &[LogEntry]) {
+        for entry in log {
+            let Some(op) = entry
+                .event_id
+                .and_then(|e| self.op_by_event.get(e).copied())
+            else {
+                continue;
+            };
+            self.recovered_by_op
+                .get_or_insert_with(op, || (entry.seq, time));
+        }
+    }
+
     pub(crate) fn on_crash(&mut self) {
         self.epoch = self.epoch.saturating_add(1);
     }
@@ -306,12 +333,16 @@ impl<'h> BatchPhases<'h> {
                     );
                 }
             }
+            _ if self
+                .recovered_by_op
+                .get(op)
+                .is_some_and(|&(recovered_seq, at)| recovered_seq == seq && at <= time) => {}
             _ => report.add(
                 InvariantId::D5,
                 time,
                 vec![op],
                 format!(
-                    "{} was acknowledged as commit seq {seq}, but no batch published it after a successful fsync",
+                    "{} was acknowledged as commit seq {seq}, but no batch published it after a successful fsync and no earlier recovery exposed it",
                     what()
                 ),
             ),

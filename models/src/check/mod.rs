@@ -38,7 +38,7 @@ mod recovered_state;
 mod repair_settles;
 mod retry_bounded;
 
-use crate::history::{EventKind, History, OpId, Phase, SimTime};
+use crate::history::{Call, EventKind, History, OpId, Phase, SimTime};
 use crate::violation::{InvariantId, Violation};
 
 /// Run every checker over `history`; violations sorted by time, invariant,
@@ -133,6 +133,12 @@ impl<'h> Driver<'h> {
         match kind {
             EventKind::Phase(phase) => self.on_phase(time, *phase),
             EventKind::Invoke { op, process, call } => {
+                if let Call::Write {
+                    event_id: Some(event_id),
+                } = call
+                {
+                    self.batches.on_write_invoked(*op, *event_id);
+                }
                 self.ops.on_invoke(time, *op, *process, call, report)
             }
             EventKind::Complete { op, outcome } => {
@@ -215,6 +221,7 @@ impl<'h> Driver<'h> {
             }
             EventKind::Recovered(recovery) => {
                 let log = &recovery.log;
+                self.batches.on_recovered(time, log);
                 let state = recovery.state.as_deref();
                 self.log
                     .on_recovered(time, log, state, recovery.corruption_reported_from, report);
