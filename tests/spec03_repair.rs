@@ -355,6 +355,8 @@ fn under_buggified_repair_faults_nothing_stays_pending_and_completed_parity_veri
     for seed in 0..20 {
         let faults = FaultConfig::none().with_app(4.0);
         let states = expect_ok(run(RunConfig::new(seed).faults(faults), |sim| async move {
+            // Repair faults are application faults: they fire in the fault phase.
+            sim.start_faults(&[]);
             in_process(&sim, Duration::from_secs(30), |ctx| async move {
                 let repair = open(&ctx, RepairConfig::default()).await;
                 for i in 1..=10 {
