@@ -249,9 +249,20 @@ fn processes_start_with_their_own_clock_skew() {
     );
 }
 
+/// How the network is exercised while messages flow.
+#[derive(Clone, Copy, PartialEq)]
+enum Phases {
+    /// In the fault phase.
+    Faults,
+    /// In the fault phase, with the link blocked.
+    Partitioned,
+    /// Never in the fault phase: setup, then heal.
+    NoFaultPhase,
+}
+
 /// Send `n` numbered messages from one process to another under `faults`;
-/// return what arrived, in order.
-fn deliveries(seed: u64, faults: FaultConfig, n: u64, partition: bool) -> Vec<u64> {
+/// return what arrived, in order, and how many faults were injected.
+fn deliveries(seed: u64, faults: FaultConfig, n: u64, phases: Phases) -> (Vec<u64>, u64) {
     let outcome = run(config(seed).faults(faults), |sim: Sim| async move {
         let net: Net<u64> = Net::new();
         let got: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -277,22 +288,28 @@ fn deliveries(seed: u64, faults: FaultConfig, n: u64, partition: bool) -> Vec<u6
                 }
             }
         });
-        // Network faults fire in the fault phase (no process is a crash
-        // target here).
-        sim.start_faults(&[]);
-        if partition {
+        if phases == Phases::NoFaultPhase {
+            sim.sleep(Duration::from_millis(n / 2)).await;
+            sim.heal();
+        } else {
+            // Network faults fire in the fault phase (no process is a crash
+            // target here).
+            sim.start_faults(&[]);
+        }
+        if phases == Phases::Partitioned {
             sim.set_link(sender, receiver, true);
         }
         sim.sleep(Duration::from_millis(n + 100)).await;
         let v = got.lock().expect("lock").clone();
         v
     });
-    outcome.result.expect("run")
+    let faults = outcome.stats.faults();
+    (outcome.result.expect("run"), faults)
 }
 
 #[test]
 fn a_quiet_network_delivers_everything_once_in_order() {
-    let got = deliveries(5, FaultConfig::none(), 200, false);
+    let got = deliveries(5, FaultConfig::none(), 200, Phases::Faults).0;
     assert_eq!(got, (0..200).collect::<Vec<_>>());
 }
 
@@ -300,7 +317,7 @@ fn a_quiet_network_delivers_everything_once_in_order() {
 fn network_loss_duplication_and_reordering_each_fire() {
     let mut lossy = FaultConfig::none();
     lossy.net.loss = 0.2;
-    let got = deliveries(6, lossy, 200, false);
+    let got = deliveries(6, lossy, 200, Phases::Faults).0;
     assert!(
         got.len() < 190 && got.len() > 100,
         "loss: {} arrived",
@@ -309,19 +326,21 @@ fn network_loss_duplication_and_reordering_each_fire() {
 
     let mut dup = FaultConfig::none();
     dup.net.duplicate = 0.2;
-    let got = deliveries(6, dup, 200, false);
+    let got = deliveries(6, dup, 200, Phases::Faults).0;
     assert!(got.len() > 210, "duplication: {} arrived", got.len());
 
     let mut reorder = FaultConfig::none();
     reorder.net.reorder = 0.2;
-    let got = deliveries(6, reorder, 200, false);
+    let got = deliveries(6, reorder, 200, Phases::Faults).0;
     assert_eq!(got.len(), 200);
     assert!(got.windows(2).any(|w| w[0] > w[1]), "no reordering seen");
 }
 
 #[test]
 fn a_partitioned_link_drops_everything() {
-    assert!(deliveries(7, FaultConfig::none(), 50, true).is_empty());
+    assert!(deliveries(7, FaultConfig::none(), 50, Phases::Partitioned)
+        .0
+        .is_empty());
 }
 
 #[test]
@@ -329,40 +348,9 @@ fn the_network_is_healthy_outside_the_fault_phase() {
     let mut lossy = FaultConfig::none();
     lossy.net.loss = 0.5;
     lossy.net.duplicate = 0.5;
-    let outcome = run(config(9).faults(lossy), |sim: Sim| async move {
-        let net: Net<u64> = Net::new();
-        let got: Arc<Mutex<Vec<u64>>> = Arc::default();
-        let (rx_net, out) = (net.clone(), got.clone());
-        let receiver = sim.spawn_process("rx", move |ctx| {
-            let (net, out) = (rx_net.clone(), out.clone());
-            async move {
-                let ep = net.endpoint(&ctx);
-                loop {
-                    let (_, m) = ep.recv().await;
-                    out.lock().expect("lock").push(m);
-                }
-            }
-        });
-        let tx_net = net.clone();
-        sim.spawn_process("tx", move |ctx| {
-            let net = tx_net.clone();
-            async move {
-                let ep = net.endpoint(&ctx);
-                for i in 0..100 {
-                    ep.send(receiver, i);
-                    madsim::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        });
-        // Setup phase, then heal: no fault phase at all.
-        sim.sleep(Duration::from_millis(50)).await;
-        sim.heal();
-        sim.sleep(Duration::from_millis(200)).await;
-        let v = got.lock().expect("lock").clone();
-        v
-    });
-    assert_eq!(outcome.result.expect("run"), (0..100).collect::<Vec<_>>());
-    assert_eq!(outcome.stats.faults(), 0);
+    let (got, faults) = deliveries(9, lossy, 100, Phases::NoFaultPhase);
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    assert_eq!(faults, 0);
 }
 
 #[test]
