@@ -125,6 +125,11 @@ impl Change {
             Change::Write { offset, data } => {
                 let start = *offset as usize;
                 let end = start + data.len();
+                if start == image.len() {
+                    // An append: no zero fill to overwrite.
+                    image.extend_from_slice(data);
+                    return;
+                }
                 if image.len() < end {
                     image.resize(end, 0);
                 }
@@ -657,6 +662,14 @@ impl DiskState {
         for (&ino, inode) in self.inodes.iter_mut() {
             settle_file_after_power_loss(ino, inode, sector, chooser, faults, notes);
             place_media_faults(ino, inode, sector, chooser, faults, notes);
+        }
+    }
+
+    /// Current bytes of the file at `path` (for tests and checkers).
+    pub fn current_bytes(&self, path: &str) -> Option<Vec<u8>> {
+        match self.live.get(path)? {
+            Entry::File(ino) => self.inodes.get(ino).map(|i| i.current.clone()),
+            Entry::Dir => None,
         }
     }
 
