@@ -82,7 +82,7 @@ use durasim_models::{
     AttemptRef, AttemptResult, BatchRequest, Call, EventKind, LogEntry, OkValue, Outcome,
     PageWrite, RejectionClass,
 };
-use durasim_sim::{clock, Disk, Endpoint, Net, ProcessCtx, ProcessId, Sim, SimTime};
+use durasim_sim::{clock, Disk, DiskConfig, Endpoint, Net, ProcessCtx, ProcessId, Sim, SimTime};
 
 use super::history_check::{digest, findings, Merger, Rank};
 use crate::harness::{RunParams, Scenario, ScenarioFuture, ScenarioReport};
@@ -90,10 +90,9 @@ use crate::systems::backoff::{
     AttemptOutcome, BackoffPolicy, Rejection, RetryEvent, RetryLoop, WriteError,
 };
 use crate::systems::channel::{ChannelEvent, ReserveError};
-use crate::systems::committed_write::{decode_list, encode_list};
 use crate::systems::group_commit::{
     group_commit, BatchPhase, CommitClient, CommitEvent, CommitRequest, CommitResponse,
-    CommittedState, GroupCommitConfig, PermanentReason,
+    CommittedState, CoordinatorBugs, GroupCommitConfig, PermanentReason,
 };
 use crate::systems::record::{lock_recovering, Recorder};
 use crate::systems::wal::{CommitLog, Recovery, Wal, WalConfig, WalError};
@@ -101,6 +100,14 @@ use crate::systems::wal_format::{self, Frame};
 
 /// The commit-service scenario.
 pub struct CommitService;
+
+/// Known bug (spec 01): the coordinator publishes a batch before its fsync.
+pub const PUBLISH_BEFORE_FSYNC: &str = "publish-before-fsync";
+/// Known bug (spec 01): the coordinator acknowledges a batch whose fsync
+/// failed.
+pub const ACK_FAILED_FSYNC: &str = "ack-failed-fsync";
+/// Known bug (spec 01): recovery accepts a torn tail batch.
+pub const ACCEPT_TORN_TAIL: &str = "recovery-accepts-torn-tail";
 
 const CLIENTS: u32 = 4;
 const PAGES: u32 = 3;
@@ -195,6 +202,38 @@ struct Journal {
     clients_done: AtomicU64,
 }
 
+/// The server disk's sector, and the WAL's block: 512-byte sectors (as on
+/// 512e drives) keep a batch of a few small commits to one sector, so the
+/// log stays small and every recovery rewrite cheap.
+const SECTOR: u64 = 512;
+
+/// The server's known bugs switched on for a run (none by default).
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerBugs {
+    coordinator: CoordinatorBugs,
+    accept_torn_tail: bool,
+}
+
+impl ServerBugs {
+    fn from_params(params: &RunParams) -> ServerBugs {
+        ServerBugs {
+            coordinator: CoordinatorBugs {
+                publish_before_fsync: params.bug(PUBLISH_BEFORE_FSYNC),
+                ack_failed_fsync: params.bug(ACK_FAILED_FSYNC),
+            },
+            accept_torn_tail: params.bug(ACCEPT_TORN_TAIL),
+        }
+    }
+}
+
+fn wal_config(bugs: ServerBugs) -> WalConfig {
+    WalConfig {
+        block_size: SECTOR,
+        bug_accept_torn_tail: bugs.accept_torn_tail,
+        ..WalConfig::new(WAL_DIR)
+    }
+}
+
 impl Scenario for CommitService {
     fn name(&self) -> &'static str {
         "commit-service"
@@ -216,12 +255,21 @@ impl Scenario for CommitService {
         Duration::from_secs(120)
     }
 
+    fn disk(&self) -> DiskConfig {
+        DiskConfig {
+            sector_size: SECTOR as u32,
+            ..DiskConfig::default()
+        }
+    }
+
     fn run<'a>(&'a self, sim: Sim, params: &'a RunParams) -> ScenarioFuture<'a> {
-        Box::pin(run(sim, params.size))
+        Box::pin(run(sim, params))
     }
 }
 
-async fn run(sim: Sim, size: u32) -> ScenarioReport {
+async fn run(sim: Sim, params: &RunParams) -> ScenarioReport {
+    let size = params.size;
+    let bugs = ServerBugs::from_params(params);
     let journal = Arc::new(Journal::default());
     let net: Net<Msg> = Net::new();
     let policy = BackoffPolicy::default();
@@ -235,7 +283,7 @@ async fn run(sim: Sim, size: u32) -> ScenarioReport {
         }));
 
     let (j, n) = (journal.clone(), net.clone());
-    let server = sim.spawn_process("server", move |ctx| serve(ctx, n.clone(), j.clone()));
+    let server = sim.spawn_process("server", move |ctx| serve(ctx, n.clone(), j.clone(), bugs));
     let per_client = size.div_ceil(CLIENTS).max(1);
     for c in 0..CLIENTS {
         let first = u64::from(c * per_client) + 1;
@@ -295,7 +343,7 @@ fn recoveries_after(journal: &Journal, time: SimTime) -> usize {
 // ----- server ---------------------------------------------------------------
 
 /// The server's init: runs on every (re)start.
-async fn serve(ctx: ProcessCtx, net: Net<Msg>, journal: Arc<Journal>) {
+async fn serve(ctx: ProcessCtx, net: Net<Msg>, journal: Arc<Journal>, bugs: ServerBugs) {
     if ctx.incarnation() > 1 {
         let during_recovery = journal.recovering.load(Ordering::Relaxed);
         journal.server.record(ServerRec::Crash { during_recovery });
@@ -303,13 +351,13 @@ async fn serve(ctx: ProcessCtx, net: Net<Msg>, journal: Arc<Journal>) {
     let endpoint = Arc::new(net.endpoint(&ctx));
     let disk = ctx.disk();
     loop {
-        let Some((wal, recovery)) = recover(&disk, &journal).await else {
+        let Some((wal, recovery)) = recover(&disk, &journal, bugs).await else {
             // Recovery reported corruption: halt loudly (recorded), serve
             // nothing.
             std::future::pending::<()>().await;
             return;
         };
-        serve_generation(&disk, &endpoint, &journal, wal, recovery).await;
+        serve_generation(&disk, &endpoint, &journal, wal, recovery, bugs).await;
         // The coordinator halted: fail-stop, memory is gone; recover again.
         journal.server.record(ServerRec::Crash {
             during_recovery: false,
@@ -318,10 +366,10 @@ async fn serve(ctx: ProcessCtx, net: Net<Msg>, journal: Arc<Journal>) {
 }
 
 /// Recover the WAL, retrying I/O errors; record what it exposes.
-async fn recover(disk: &Disk, journal: &Journal) -> Option<(Wal, Recovery)> {
+async fn recover(disk: &Disk, journal: &Journal, bugs: ServerBugs) -> Option<(Wal, Recovery)> {
     journal.recovering.store(true, Ordering::Relaxed);
     let opened = loop {
-        match Wal::open(disk, WalConfig::new(WAL_DIR), None).await {
+        match Wal::open(disk, wal_config(bugs), None).await {
             Ok(opened) => break Some(opened),
             Err(WalError::Corrupt(_)) => break None,
             Err(_) => clock::sleep(Duration::from_millis(5)).await,
@@ -338,10 +386,9 @@ async fn recover(disk: &Disk, journal: &Journal) -> Option<(Wal, Recovery)> {
         None => {
             // Report what precedes the damage, and where the damage starts.
             let bytes = disk
-                .snapshot()
-                .remove(&WalConfig::new(WAL_DIR).log_path())
+                .current_bytes(&wal_config(bugs).log_path())
                 .unwrap_or_default();
-            let scan = wal_format::scan(&bytes, wal_format::DEFAULT_BLOCK, true);
+            let scan = wal_format::scan(&bytes, SECTOR, true);
             let frames: Vec<Frame> = scan.frames().map(|(_, f)| f.clone()).collect();
             let from = frames.last().map_or(1, |f| f.commit_seq + 1);
             let recovery = Recovery {
@@ -406,10 +453,7 @@ struct ObservedLog {
 impl ObservedLog {
     fn current_batch(&self) -> u64 {
         self.commits
-            .events()
-            .iter()
-            .rev()
-            .find_map(|e| match e {
+            .find_last(|e| match e {
                 CommitEvent::BatchFormed { batch, .. } => Some(*batch),
                 _ => None,
             })
@@ -443,8 +487,7 @@ impl CommitLog for ObservedLog {
         // The rewrite made the log on disk durable: read it back.
         let bytes = self
             .disk
-            .snapshot()
-            .remove(&self.wal.config().log_path())
+            .current_bytes(&self.wal.config().log_path())
             .unwrap_or_default();
         let scan = wal_format::scan(&bytes, self.wal.config().block_size, true);
         let recovery = Recovery {
@@ -465,6 +508,7 @@ async fn serve_generation(
     journal: &Arc<Journal>,
     wal: Wal,
     recovery: Recovery,
+    bugs: ServerBugs,
 ) {
     let commits = Recorder::new();
     let channel = Recorder::new();
@@ -481,6 +525,7 @@ async fn serve_generation(
     let config = GroupCommitConfig {
         recorder: commits.clone(),
         channel_recorder: Some(channel),
+        bugs: bugs.coordinator,
         ..GroupCommitConfig::default()
     };
     journal.server.record(ServerRec::Declared {
@@ -669,14 +714,14 @@ async fn attempt_once(
         // Nothing was submitted: certainly not applied.
         return transient("unavailable: read timed out");
     };
-    let mut items = decode_list(value.as_deref());
+    let mut items = decode_events(value.as_deref());
     items.push(origin.op);
     let request = CommitRequest {
         txn_id: origin.op << 16 | u64::from(origin.attempt),
         event_id: Some(origin.op),
         snapshot_seq: basis,
         write_set_pages: vec![page],
-        payload: encode_list(&items),
+        payload: encode_events(&items),
     };
     let commit_id = rid.fetch_add(1, Ordering::Relaxed) + 1;
     endpoint.send(
@@ -738,6 +783,33 @@ async fn attempt_once(
     }
 }
 
+/// Bytes of one event in a page's value: its id and a body derived from
+/// it, like a small row. Values of a few hundred bytes make batches span
+/// several sectors, so a power loss can tear a batch between its header
+/// and its frames, which is what recovery must withstand.
+const EVENT_BYTES: usize = 32;
+
+/// A page's value: its events, in order.
+fn encode_events(events: &[u64]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(events.len() * EVENT_BYTES);
+    for &event in events {
+        let id = event.to_le_bytes();
+        for _ in 0..EVENT_BYTES / 8 {
+            bytes.extend_from_slice(&id);
+        }
+    }
+    bytes
+}
+
+/// The events of a value written by [`encode_events`].
+fn decode_events(value: Option<&[u8]>) -> Vec<u64> {
+    value
+        .unwrap_or_default()
+        .chunks_exact(EVENT_BYTES)
+        .filter_map(|c| c[..8].try_into().ok().map(u64::from_le_bytes))
+        .collect()
+}
+
 /// Wait for the reply `pick` accepts (others are stale: dropped).
 async fn await_reply<T>(
     endpoint: &Endpoint<Msg>,
@@ -783,6 +855,7 @@ fn history(journal: &Journal, server: ProcessId) -> models::History {
     attempts(journal, &mut merger);
     let submitted = lock_recovering(&journal.submitted).clone();
     let appended = lock_recovering(&journal.appended).clone();
+    let numbers = BatchNumbers::new(&lock_recovering(&journal.generations));
     for r in journal.server.snapshot() {
         let (rank, kind) = match r.event {
             ServerRec::Crash { during_recovery } => (
@@ -818,7 +891,7 @@ fn history(journal: &Journal, server: ProcessId) -> models::History {
             ServerRec::AppendFailed { generation, batch } => (
                 Rank::Server,
                 EventKind::WalAppended {
-                    batch: batch_id(generation, batch),
+                    batch: numbers.id(generation, batch),
                     ok: false,
                 },
             ),
@@ -826,7 +899,7 @@ fn history(journal: &Journal, server: ProcessId) -> models::History {
         merger.push(r.time, rank, kind);
     }
     for generation in lock_recovering(&journal.generations).iter() {
-        batches(generation, &submitted, &appended, &mut merger);
+        batches(generation, &numbers, &submitted, &appended, &mut merger);
         permits(generation, &mut merger);
     }
     merger.into_history()
@@ -896,14 +969,41 @@ fn attempts(journal: &Journal, merger: &mut Merger) {
     }
 }
 
-fn batch_id(generation: u32, batch: u64) -> u64 {
-    u64::from(generation) << 32 | batch
+/// Batches are numbered 1, 2, 3, … per coordinator generation; the
+/// history numbers them 1, 2, 3, … across generations, so a violation
+/// names a batch a reader can find.
+struct BatchNumbers {
+    /// Batches formed by the generations before each one, by generation.
+    before: BTreeMap<u32, u64>,
+}
+
+impl BatchNumbers {
+    fn new(generations: &[Generation]) -> BatchNumbers {
+        let mut before = BTreeMap::new();
+        let mut total = 0;
+        for generation in generations {
+            before.insert(generation.id, total);
+            total += generation
+                .commits
+                .find_last(|e| match e {
+                    CommitEvent::BatchFormed { batch, .. } => Some(*batch),
+                    _ => None,
+                })
+                .unwrap_or(0);
+        }
+        BatchNumbers { before }
+    }
+
+    fn id(&self, generation: u32, batch: u64) -> u64 {
+        self.before.get(&generation).copied().unwrap_or(0) + batch
+    }
 }
 
 /// A coordinator generation's batches, from its `CommitEvent`s and the
 /// server's record of what it submitted under each permit.
 fn batches(
     generation: &Generation,
+    numbers: &BatchNumbers,
     submitted: &BTreeMap<(u32, u64), Submitted>,
     appended: &BTreeMap<(u32, u64), Vec<u64>>,
     merger: &mut Merger,
@@ -988,21 +1088,21 @@ fn batches(
                     })
                     .collect();
                 EventKind::BatchValidated {
-                    batch: batch_id(generation.id, batch),
+                    batch: numbers.id(generation.id, batch),
                     requests,
                 }
             }
             CommitEvent::Appended { batch, .. } => EventKind::WalAppended {
-                batch: batch_id(generation.id, batch),
+                batch: numbers.id(generation.id, batch),
                 ok: true,
             },
             CommitEvent::Fsync { batch, ok } => EventKind::FsyncReturned {
-                batch: batch_id(generation.id, batch),
+                batch: numbers.id(generation.id, batch),
                 ok,
             },
             CommitEvent::Published { batch, .. } if published_done.insert(batch) => {
                 EventKind::Published {
-                    batch: batch_id(generation.id, batch),
+                    batch: numbers.id(generation.id, batch),
                     commit_seqs: published.get(&batch).cloned().unwrap_or_default(),
                 }
             }

@@ -30,9 +30,35 @@ pub fn find(name: &str) -> Result<&'static dyn Scenario, HarnessError> {
 
 /// The known-bug catalogue: historical bugs from the specs that can be
 /// switched on at run time. The default behaviour is always the correct one.
-pub const BUGS: &[KnownBug] = &[KnownBug {
-    name: toy::ACK_BEFORE_FSYNC,
-    scenario: "toy-log",
-    spec: "07",
-    summary: "server acknowledges a record before its fsync; a power loss then loses it (D1)",
-}];
+pub const BUGS: &[KnownBug] = &[
+    KnownBug {
+        name: toy::ACK_BEFORE_FSYNC,
+        scenario: "toy-log",
+        spec: "07",
+        summary: "server acknowledges a record before its fsync; a power loss then loses it (D1)",
+    },
+    KnownBug {
+        name: commit_service::PUBLISH_BEFORE_FSYNC,
+        scenario: "commit-service",
+        spec: "01",
+        summary: "coordinator publishes and acknowledges a batch before its fsync (D5; D1 after a power loss)",
+    },
+    KnownBug {
+        name: commit_service::ACK_FAILED_FSYNC,
+        scenario: "commit-service",
+        spec: "01",
+        summary: "coordinator treats a failed fsync as success and acknowledges the batch (D5)",
+    },
+    KnownBug {
+        name: commit_service::ACCEPT_TORN_TAIL,
+        scenario: "commit-service",
+        spec: "01",
+        summary: "recovery trusts the last batch's frames without their checksums, exposing a torn tail (D3)",
+    },
+    KnownBug {
+        name: channel::DELIVER_IN_SEND_ORDER,
+        scenario: "channel",
+        spec: "01",
+        summary: "channel delivers a later send before an earlier, still unsent reservation (D4)",
+    },
+];

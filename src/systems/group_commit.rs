@@ -202,6 +202,18 @@ pub struct GroupCommitConfig {
     pub recorder: Recorder<CommitEvent>,
     /// Where the channel records its events, if anywhere.
     pub channel_recorder: Option<Recorder<ChannelEvent>>,
+    /// Known bugs switched on (none by default).
+    pub bugs: CoordinatorBugs,
+}
+
+/// Spec 01's historical coordinator bugs, for canary runs. Every field is
+/// off by default, which is the correct behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoordinatorBugs {
+    /// Publish (make visible and acknowledge) a batch before its fsync.
+    pub publish_before_fsync: bool,
+    /// Treat a failed fsync as success and acknowledge the batch.
+    pub ack_failed_fsync: bool,
 }
 
 impl Default for GroupCommitConfig {
@@ -212,6 +224,7 @@ impl Default for GroupCommitConfig {
             channel_capacity: channel::DEFAULT_CAPACITY,
             recorder: Recorder::new(),
             channel_recorder: None,
+            bugs: CoordinatorBugs::default(),
         }
     }
 }
@@ -541,6 +554,7 @@ pub fn group_commit<L: CommitLog>(
         capacity: config.channel_capacity,
         tracked: true,
         recorder: config.channel_recorder.clone(),
+        bug_deliver_in_send_order: false,
     });
     let state = Arc::new(Mutex::new(CommittedState::from_recovery(recovery)));
     let forced = Arc::new(Mutex::new(Forced::default()));
@@ -670,6 +684,21 @@ impl<L: CommitLog> Coordinator<L> {
             offsets: offsets.clone(),
         });
 
+        let bugs = self.config.bugs;
+        if bugs.publish_before_fsync {
+            self.phase(id, BatchPhase::Publish);
+            self.publish(id, valid, offsets);
+            self.phase(id, BatchPhase::Fsync);
+            self.summary.fsyncs += 1;
+            let synced = self.log.sync().await;
+            self.record(CommitEvent::Fsync {
+                batch: id,
+                ok: synced.is_ok(),
+            });
+            // Already acknowledged: nothing is left to undo.
+            return Ok(());
+        }
+
         self.phase(id, BatchPhase::Fsync);
         self.summary.fsyncs += 1;
         let synced = self.log.sync().await;
@@ -678,7 +707,9 @@ impl<L: CommitLog> Coordinator<L> {
             ok: synced.is_ok(),
         });
         if let Err(e) = synced {
-            return self.fail_batch(id, valid, format!("fsync: {e}")).await;
+            if !bugs.ack_failed_fsync {
+                return self.fail_batch(id, valid, format!("fsync: {e}")).await;
+            }
         }
 
         self.phase(id, BatchPhase::Publish);
@@ -689,7 +720,7 @@ impl<L: CommitLog> Coordinator<L> {
     /// Phase 1. Returns the valid requests with tentative seqs; answers
     /// the others.
     fn validate(&self, batch: u64, submissions: Vec<Submission>) -> Vec<Valid> {
-        let state = lock_recovering(&self.state).clone();
+        let state = lock_recovering(&self.state);
         let mut claimed_pages = BTreeSet::new();
         let mut claimed_events = BTreeSet::new();
         let mut valid = Vec::new();
