@@ -1,5 +1,6 @@
 //! The built-in scenarios and the known-bug catalogue.
 
+mod backoff;
 mod channel;
 mod commit_service;
 mod history_check;
@@ -16,7 +17,8 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new()
         .with_scenario(&ToyLog)
         .with_scenario(&CommitService)
-        .with_scenario(&ChannelScenario);
+        .with_scenario(&ChannelScenario)
+        .with_scenario(&backoff::BackoffScenario);
     for bug in BUGS {
         registry = registry.with_bug(*bug);
     }
@@ -30,9 +32,23 @@ pub fn find(name: &str) -> Result<&'static dyn Scenario, HarnessError> {
 
 /// The known-bug catalogue: historical bugs from the specs that can be
 /// switched on at run time. The default behaviour is always the correct one.
-pub const BUGS: &[KnownBug] = &[KnownBug {
-    name: toy::ACK_BEFORE_FSYNC,
-    scenario: "toy-log",
-    spec: "07",
-    summary: "server acknowledges a record before its fsync; a power loss then loses it (D1)",
-}];
+pub const BUGS: &[KnownBug] = &[
+    KnownBug {
+        name: toy::ACK_BEFORE_FSYNC,
+        scenario: "toy-log",
+        spec: "07",
+        summary: "server acknowledges a record before its fsync; a power loss then loses it (D1)",
+    },
+    KnownBug {
+        name: backoff::FIXED_RETRY_BUDGET,
+        scenario: "backoff",
+        spec: "02",
+        summary: "a fixed budget of 5 retries instead of the retry window; a storm of conflicts drops the write silently, no terminal error (D6)",
+    },
+    KnownBug {
+        name: backoff::PERMANENT_RETRIED,
+        scenario: "backoff",
+        spec: "02",
+        summary: "a permanent rejection (receipt-exists) is retried like a transient one (D11)",
+    },
+];
