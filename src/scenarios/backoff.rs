@@ -205,10 +205,10 @@ async fn run(sim: Sim, size: u64, bugs: RetryBugs) -> ScenarioReport {
     journal
         .phases
         .record(EventKind::Phase(models::Phase::FinalCrash));
+    let recovered = shared.recoveries();
     sim.final_crash(&[store]);
     let crashed = sim.now();
-    while shared.recoveries_since(crashed) == 0 && sim.now().since(crashed) < Duration::from_secs(1)
-    {
+    while shared.recoveries() == recovered && sim.now().since(crashed) < Duration::from_secs(1) {
         sim.sleep(Duration::from_millis(1)).await;
     }
     let history = history(&journal, &shared);

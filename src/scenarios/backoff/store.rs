@@ -93,18 +93,15 @@ pub(super) enum Msg {
 pub(super) struct StoreShared {
     durable: Mutex<Vec<Frame>>,
     next_batch: AtomicU64,
+    recoveries: AtomicU64,
     /// Model events, in real order.
     pub(super) events: Recorder<EventKind>,
 }
 
 impl StoreShared {
-    /// Recoveries recorded at or after `time`.
-    pub(super) fn recoveries_since(&self, time: SimTime) -> usize {
-        self.events
-            .snapshot()
-            .iter()
-            .filter(|r| r.time >= time && matches!(r.event, EventKind::Recovered(_)))
-            .count()
+    /// Recoveries finished so far.
+    pub(super) fn recoveries(&self) -> u64 {
+        self.recoveries.load(Ordering::Relaxed)
     }
 }
 
@@ -221,6 +218,7 @@ impl Store {
                 state: Some(state),
                 corruption_reported_from: None,
             })));
+        shared.recoveries.fetch_add(1, Ordering::Relaxed);
         Store {
             shared,
             index,
