@@ -23,3 +23,8 @@ fn commit_service_holds_under_swarm() {
         .profile(Profile::Swarm)
         .run();
 }
+
+#[test]
+fn backoff_holds_under_chaos() {
+    check("backoff").seeds(0..200).profile(Profile::Chaos).run();
+}

@@ -1,5 +1,6 @@
 //! The built-in scenarios and the known-bug catalogue.
 
+mod backoff;
 mod channel;
 mod commit_service;
 mod history_check;
@@ -16,7 +17,8 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new()
         .with_scenario(&ToyLog)
         .with_scenario(&CommitService)
-        .with_scenario(&ChannelScenario);
+        .with_scenario(&ChannelScenario)
+        .with_scenario(&backoff::BackoffScenario);
     for bug in BUGS {
         registry = registry.with_bug(*bug);
     }
@@ -60,5 +62,17 @@ pub const BUGS: &[KnownBug] = &[
         scenario: "channel",
         spec: "01",
         summary: "channel delivers a later send before an earlier, still unsent reservation (D4)",
+    },
+    KnownBug {
+        name: backoff::FIXED_RETRY_BUDGET,
+        scenario: "backoff",
+        spec: "02",
+        summary: "a fixed budget of 5 retries instead of the retry window; a storm of conflicts drops the write silently, no terminal error (D6)",
+    },
+    KnownBug {
+        name: backoff::PERMANENT_RETRIED,
+        scenario: "backoff",
+        spec: "02",
+        summary: "a permanent rejection (receipt-exists) is retried like a transient one (D11)",
     },
 ];
