@@ -45,7 +45,7 @@
 //! - phases → `Phase` markers.
 //!
 //! Page values are byte strings; the models hold a `u64` per write, so a
-//! write's value is the FNV-1a digest of its payload (see
+//! write's value is the 64-bit digest of its payload (see
 //! [`super::history_check::digest`]).
 //!
 //! Invariants checked: all that the history feeds — D1 (acknowledged and
@@ -551,6 +551,11 @@ async fn serve_generation(
             }
         };
         let Some((from, msg)) = next else { break };
+        if let Msg::Read { rid, page } = msg {
+            // A read never waits: answer it here rather than in a task.
+            answer_read(&gc.client, endpoint, from, rid, page);
+            continue;
+        }
         handlers.retain(|h: &madsim::task::JoinHandle<()>| !h.is_finished());
         let (client, endpoint, journal) = (gc.client.clone(), endpoint.clone(), journal.clone());
         handlers.push(madsim::task::spawn(async move {
@@ -565,6 +570,25 @@ async fn serve_generation(
     drop(gc.handle);
 }
 
+/// Answer a read with the page's committed value and the seq it was read at.
+fn answer_read(
+    client: &CommitClient,
+    endpoint: &Endpoint<Msg>,
+    from: ProcessId,
+    rid: u64,
+    page: u32,
+) {
+    let (basis, version) = client.read_snapshot(page);
+    endpoint.send(
+        from,
+        Msg::ReadOk {
+            rid,
+            basis,
+            value: version.map(|v| v.value),
+        },
+    );
+}
+
 /// Answer one message.
 async fn handle(
     client: CommitClient,
@@ -575,17 +599,7 @@ async fn handle(
     msg: Msg,
 ) {
     match msg {
-        Msg::Read { rid, page } => {
-            let (basis, version) = client.read_snapshot(page);
-            endpoint.send(
-                from,
-                Msg::ReadOk {
-                    rid,
-                    basis,
-                    value: version.map(|v| v.value),
-                },
-            );
-        }
+        Msg::Read { rid, page } => answer_read(&client, endpoint, from, rid, page),
         Msg::Commit {
             rid,
             origin,
