@@ -3,6 +3,7 @@
 mod channel;
 mod commit_service;
 mod history_check;
+mod repair_history;
 mod toy;
 
 use crate::harness::{HarnessError, KnownBug, Registry, Scenario};

@@ -72,6 +72,16 @@ impl<E: Clone> Recorder<E> {
             .collect()
     }
 
+    /// The last event `pick` accepts, mapped (searched from the newest,
+    /// without copying the log).
+    pub fn find_last<T>(&self, pick: impl FnMut(&E) -> Option<T>) -> Option<T> {
+        let mut pick = pick;
+        lock_recovering(&self.events)
+            .iter()
+            .rev()
+            .find_map(|r| pick(&r.event))
+    }
+
     /// Number of events so far.
     pub fn len(&self) -> usize {
         lock_recovering(&self.events).len()

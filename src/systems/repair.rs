@@ -25,6 +25,9 @@
 //! - `Completed` means the parity record is synced and regenerates any one
 //!   lost shard of the systematic bytes ([`verify_parity`] checks the code
 //!   itself, not a flag).
+//! - At most [`RepairConfig::workers`] repairs generate at once; their
+//!   parity records reach the log by group commit (the worker that gets
+//!   the log appends every record waiting by then, with one fsync).
 //!
 //! Two halves: [`RepairWorkers`] (the parity log and the workers, for
 //! commits some log made durable) and [`RepairCoordinator`] (its own
@@ -57,11 +60,11 @@ use std::time::Duration;
 
 use durasim_sim::{buggify_with, choose_between, clock, Disk, SimTime, Site};
 use futures_util::FutureExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::record::{lock_recovering, Recorder};
 use super::wal::{CommitLog, Wal, WalConfig, WalError, WalEvent};
-use super::wal_format::{checksum, scan, Frame};
+use super::wal_format::{checksum, scan, Frame, DEFAULT_BLOCK};
 
 /// Application fault: repair generation is slow.
 pub const SLOW_GENERATION: Site = Site::fault("repair.slow_generation", "repair-slow");
@@ -338,22 +341,27 @@ pub fn read_image(
     files: &BTreeMap<String, Vec<u8>>,
     dir: &str,
 ) -> (BTreeMap<u64, Vec<u8>>, Vec<ParityRecord>) {
-    let frames = |name: &str, contiguous: bool| -> Vec<Frame> {
-        let bytes = files.get(&format!("{dir}/{name}/log"));
-        scan(bytes.map_or(&[][..], Vec::as_slice), 4096, contiguous)
-            .frames()
-            .map(|(_, f)| f.clone())
-            .collect()
-    };
-    let commits = frames("data", true)
-        .into_iter()
-        .map(|f| (f.commit_seq, f.payload))
+    let bytes = files.get(&format!("{dir}/data/log"));
+    let commits = scan(bytes.map_or(&[][..], Vec::as_slice), DEFAULT_BLOCK, true)
+        .frames()
+        .map(|(_, f)| (f.commit_seq, f.payload.clone()))
         .collect();
-    let parity = frames("parity", false)
-        .iter()
-        .filter_map(ParityRecord::from_frame)
-        .collect();
-    (commits, parity)
+    (commits, read_parity_image(files, dir))
+}
+
+/// The parity records of repair directory `dir` in a disk image, in log
+/// order (a later record for the same commit supersedes an earlier one).
+pub fn read_parity_image(files: &BTreeMap<String, Vec<u8>>, dir: &str) -> Vec<ParityRecord> {
+    let config = parity_log_config(dir);
+    let bytes = files.get(&config.log_path());
+    scan(
+        bytes.map_or(&[][..], Vec::as_slice),
+        config.block_size,
+        config.contiguous_seqs,
+    )
+    .frames()
+    .filter_map(|(_, f)| ParityRecord::from_frame(f))
+    .collect()
 }
 
 struct CommitEntry {
@@ -367,9 +375,19 @@ struct Book {
     commits: BTreeMap<u64, CommitEntry>,
 }
 
+/// Parity records waiting for the parity log, and the fates of those a
+/// fellow worker wrote.
+#[derive(Default)]
+struct ParityQueue {
+    next_ticket: u64,
+    waiting: Vec<(u64, Frame)>,
+    written: BTreeMap<u64, Result<(), String>>,
+}
+
 struct Inner {
     config: RepairConfig,
     parity: tokio::sync::Mutex<Wal>,
+    parity_queue: Mutex<ParityQueue>,
     book: Mutex<Book>,
     workers: Semaphore,
     cancelled: AtomicBool,
@@ -445,6 +463,7 @@ impl RepairWorkers {
             inner: Arc::new(Inner {
                 config,
                 parity: tokio::sync::Mutex::new(parity),
+                parity_queue: Mutex::new(ParityQueue::default()),
                 book: Mutex::new(Book { commits }),
                 workers: Semaphore::new(workers),
                 cancelled: AtomicBool::new(false),
@@ -810,7 +829,7 @@ impl Inner {
     /// A repair task: wait for a worker slot, then generate, append and
     /// sync the parity. Returns whether the worker panicked.
     async fn run_repair(self: Arc<Self>, seq: u64) -> bool {
-        let Ok(_slot) = self.workers.acquire().await else {
+        let Ok(slot) = self.workers.acquire().await else {
             self.settle(seq, Err("cancelled before start".into()));
             return false;
         };
@@ -824,7 +843,9 @@ impl Inner {
             // left `Pending` for good.
             return false;
         }
-        let work = AssertUnwindSafe(self.repair(seq)).catch_unwind().await;
+        let work = AssertUnwindSafe(self.repair(seq, slot))
+            .catch_unwind()
+            .await;
         match work {
             Ok(result) => {
                 self.settle(seq, result);
@@ -845,7 +866,8 @@ impl Inner {
         }
     }
 
-    async fn repair(&self, seq: u64) -> Result<(), String> {
+    /// Generate (holding a worker `slot`), then make the parity durable.
+    async fn repair(&self, seq: u64, slot: SemaphorePermit<'_>) -> Result<(), String> {
         self.event(seq, RepairEventKind::RepairStarted);
         let systematic = lock_recovering(&self.book)
             .commits
@@ -856,7 +878,14 @@ impl Inner {
             GenerationFault::None | GenerationFault::CannotSchedule => {}
             GenerationFault::Slow(d) => clock::sleep(d).await,
             GenerationFault::Fail => return Err("repair generation failed".into()),
-            GenerationFault::Panic => panic!("repair worker for commit {seq} panicked"),
+            GenerationFault::Panic => {
+                // An injected panic unwinds like any other, but skips the
+                // panic hook: sweeps inject thousands, and the hook would
+                // print (and capture a backtrace for) each one.
+                std::panic::resume_unwind(Box::new(format!(
+                    "repair worker for commit {seq} panicked"
+                )))
+            }
         }
         let record = ParityRecord {
             commit_seq: seq,
@@ -865,17 +894,52 @@ impl Inner {
             systematic_len: systematic.len(),
             parity: xor_parity(&systematic, self.config.shard_size),
         };
+        // The slot bounds generation; writing waits for the parity log.
+        drop(slot);
+        self.write_parity(record.to_frame()).await
+    }
+
+    /// Append `frame` to the parity log and sync it. Group commit: the
+    /// worker that gets the log writes every record waiting by then as one
+    /// batch with one fsync; the others find their fate decided when their
+    /// turn comes.
+    async fn write_parity(&self, frame: Frame) -> Result<(), String> {
+        let ticket = {
+            let mut queue = lock_recovering(&self.parity_queue);
+            let ticket = queue.next_ticket;
+            queue.next_ticket += 1;
+            queue.waiting.push((ticket, frame));
+            ticket
+        };
         let mut parity = self.parity.lock().await;
-        let written = match parity.append_batch(&[record.to_frame()]).await {
+        let (tickets, frames): (Vec<u64>, Vec<Frame>) = {
+            let mut queue = lock_recovering(&self.parity_queue);
+            if let Some(fate) = queue.written.remove(&ticket) {
+                return fate;
+            }
+            std::mem::take(&mut queue.waiting).into_iter().unzip()
+        };
+        if !tickets.contains(&ticket) {
+            // Taken by a writer that was stopped before it decided.
+            return Err("parity record lost with the worker writing it".into());
+        }
+        let written = match parity.append_batch(&frames).await {
             Ok(_) => parity.sync().await,
             Err(e) => Err(e),
         };
-        if let Err(e) = written {
-            // The record's fate is unknown: discard it so a later sync
-            // can never be mistaken for its durability.
-            let _ = parity.discard_unsynced().await;
-            return Err(format!("parity not durable: {e}"));
+        let fate = match written {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The records' fate is unknown: discard them so a later
+                // sync can never be mistaken for their durability.
+                let _ = parity.discard_unsynced().await;
+                Err(format!("parity not durable: {e}"))
+            }
+        };
+        let mut queue = lock_recovering(&self.parity_queue);
+        for other in tickets.into_iter().filter(|t| *t != ticket) {
+            queue.written.insert(other, fate.clone());
         }
-        Ok(())
+        fate
     }
 }

@@ -375,6 +375,16 @@ impl Disk {
         file.read_at(0, len as usize).await
     }
 
+    /// Current bytes of the file at `path`, if there is one (checker
+    /// helper; no latency). Cheaper than [`Disk::snapshot`] when one file
+    /// is wanted.
+    pub fn file_snapshot(&self, path: &str) -> Option<Vec<u8>> {
+        let s = lock(&self.shared);
+        s.disks
+            .get(self.process as usize)
+            .and_then(|disk| disk.file_snapshot(path))
+    }
+
     /// Current bytes of every file of this machine (test helper; no latency).
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
         let s = lock(&self.shared);

@@ -660,6 +660,14 @@ impl DiskState {
         }
     }
 
+    /// Current bytes of the file at `path`, if one is there (for checkers).
+    pub fn file_snapshot(&self, path: &str) -> Option<Vec<u8>> {
+        match self.live.get(path)? {
+            Entry::File(ino) => self.inodes.get(ino).map(|i| i.current.clone()),
+            Entry::Dir => None,
+        }
+    }
+
     /// Current bytes of every file, by path (for tests and debugging).
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         self.live
