@@ -23,3 +23,8 @@ fn commit_service_holds_under_swarm() {
         .profile(Profile::Swarm)
         .run();
 }
+
+#[test]
+fn repair_holds_under_chaos() {
+    check("repair").seeds(0..60).profile(Profile::Chaos).run();
+}
