@@ -28,3 +28,8 @@ fn commit_service_holds_under_swarm() {
 fn backoff_holds_under_chaos() {
     check("backoff").seeds(0..200).profile(Profile::Chaos).run();
 }
+
+#[test]
+fn repair_holds_under_chaos() {
+    check("repair").seeds(0..60).profile(Profile::Chaos).run();
+}

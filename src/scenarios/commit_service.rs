@@ -14,9 +14,19 @@
 //! transient, a lost answer is transient but may have applied, and
 //! `receipt-exists` after such an attempt means the write converged).
 //!
+//! Spec 03 runs behind the group commit: once a batch's fsync returned OK,
+//! each of its commits gets a repair of its systematic bytes (its frame as
+//! the WAL stores it) from the repair workers
+//! ([`crate::systems::repair::RepairWorkers`]), whose parity log lives in
+//! `repair/` on the server's disk. Every recovery opens the workers over
+//! the commits the WAL recovered: commits whose parity is missing are
+//! re-scheduled. Repair faults (slow, failing or panicking generation, a
+//! failure to schedule) are buggified, so they fire in the fault phase
+//! only.
+//!
 //! Phases: setup, `start_faults(server)`, a fault phase with the workload,
-//! `heal`, a bounded wait for every client, quiescence, `final_crash`, and
-//! the last recovery read back.
+//! `heal`, a bounded wait for every client, a bounded wait for the repairs
+//! to settle, quiescence, `final_crash`, and the last recovery read back.
 //!
 //! # History translation
 //! - client calls → `Invoke` / `Complete` (`Ok(Committed)`, `Failed` —
@@ -42,6 +52,11 @@
 //!   starts; a coordinator that halts (its discard failed) is fail-stop:
 //!   the server drops everything in memory and recovers again, recorded as
 //!   a `ServerCrash` too;
+//! - `RepairEvent` → `Repair` (per commit, numbered across the worker
+//!   incarnations, see [`super::repair_history`]); the workers' states at
+//!   quiescence → `RepairSettled`, a `Completed` one with its symbols read
+//!   from the disk the final crash left (systematic bytes from the WAL,
+//!   parity from the parity log);
 //! - phases → `Phase` markers.
 //!
 //! Page values are byte strings; the models hold a `u64` per write, so a
@@ -54,12 +69,14 @@
 //! order), D5 (publish after fsync, acknowledgements backed by a
 //! publication or by an earlier recovery that exposed the commit), D6 (every write ends, definite failures never applied,
 //! nothing left in a channel), D7 (one application per event id), D8
-//! (first committer wins), D10 (recovery idempotent), D11 (retry window,
-//! curve, no retry after permanent rejections), D12 (channel capacity), L1
-//! (writes finish after heal).
+//! (first committer wins), D9 (repair events in spec 03's order across
+//! crashes and recoveries, nothing `Pending` at quiescence, every
+//! `Completed` repair's durable parity recomputed from and regenerating
+//! the durable systematic bytes), D10 (recovery idempotent), D11 (retry
+//! window, curve, no retry after permanent rejections), D12 (channel
+//! capacity), L1 (writes finish after heal).
 //!
-//! Not mapped: D9 (no repair workers here; see the `repair` scenario),
-//! reads as operations (clients read only inside attempts, which the
+//! Not mapped: reads as operations (clients read only inside attempts, which the
 //! models do not see as `Read` calls), clients as fault targets (the
 //! fault scheduler crashes and pauses the server only; partitions and
 //! message faults involve everyone).
@@ -85,6 +102,7 @@ use durasim_models::{
 use durasim_sim::{clock, Disk, DiskConfig, Endpoint, Net, ProcessCtx, ProcessId, Sim, SimTime};
 
 use super::history_check::{digest, findings, Merger, Rank};
+use super::repair_history::{push_repair_events, settled_records};
 use crate::harness::{RunParams, Scenario, ScenarioFuture, ScenarioReport};
 use crate::systems::backoff::{
     AttemptOutcome, BackoffPolicy, Rejection, RetryEvent, RetryLoop, WriteError,
@@ -92,9 +110,12 @@ use crate::systems::backoff::{
 use crate::systems::channel::{ChannelEvent, ReserveError};
 use crate::systems::group_commit::{
     group_commit, BatchPhase, CommitClient, CommitEvent, CommitRequest, CommitResponse,
-    CommittedState, CoordinatorBugs, GroupCommitConfig, PermanentReason,
+    CommittedState, CoordinatorBugs, GroupCommitConfig, PermanentReason, PublishHook,
 };
 use crate::systems::record::{lock_recovering, Recorder};
+use crate::systems::repair::{
+    read_parity_image, RepairConfig, RepairEvent, RepairState, RepairWorkers,
+};
 use crate::systems::wal::{CommitLog, Recovery, Wal, WalConfig, WalError};
 use crate::systems::wal_format::{self, Frame};
 
@@ -112,6 +133,13 @@ pub const ACCEPT_TORN_TAIL: &str = "recovery-accepts-torn-tail";
 const CLIENTS: u32 = 4;
 const PAGES: u32 = 3;
 const WAL_DIR: &str = "wal";
+/// Where the repair workers keep their parity log.
+const REPAIR_DIR: &str = "repair";
+/// Shard size of the parity code: a commit's frame is a few shards.
+const SHARD_SIZE: usize = 64;
+/// At quiescence every repair has settled within this (after heal no
+/// repair fault fires, so this is a few parity syncs per commit).
+const REPAIR_SETTLE_BOUND: Duration = Duration::from_secs(5);
 const FAULT_PHASE: Duration = Duration::from_millis(1500);
 /// L1: every write outstanding at heal finishes within this. The longest
 /// wait is one backoff delay of a write that retried through the whole
@@ -200,6 +228,14 @@ struct Journal {
     appended: Mutex<BTreeMap<(u32, u64), Vec<u64>>>,
     recovering: AtomicBool,
     clients_done: AtomicU64,
+    /// One recorder per opening of the repair workers, in order.
+    repairs: Mutex<Vec<Recorder<RepairEvent>>>,
+    /// The repair workers of the serving generation.
+    current_repair: Mutex<Option<RepairWorkers>>,
+    /// Successful openings of the repair workers (the end of a recovery).
+    repairs_opened: AtomicU64,
+    /// The workers' repair states at quiescence.
+    settled: Mutex<BTreeMap<u64, RepairState>>,
 }
 
 /// The server disk's sector, and the WAL's block: 512-byte sectors (as on
@@ -240,11 +276,11 @@ impl Scenario for CommitService {
     }
 
     fn summary(&self) -> &'static str {
-        "group commit over the WAL + retrying read-modify-write clients; full model check (D1-D8, D10-D12, L1)"
+        "group commit over the WAL + repair workers + retrying read-modify-write clients; full model check (D1-D12, L1)"
     }
 
     fn spec(&self) -> &'static str {
-        "01, 02, 07"
+        "01, 02, 03, 07"
     }
 
     fn default_size(&self) -> u32 {
@@ -311,24 +347,44 @@ async fn run(sim: Sim, params: &RunParams) -> ScenarioReport {
         sim.sleep(Duration::from_millis(10)).await;
     }
     sim.sleep(Duration::from_millis(5)).await;
+    let settling = sim.now();
+    while repairs_pending(&journal) != Some(0) && sim.now().since(settling) < REPAIR_SETTLE_BOUND {
+        sim.sleep(Duration::from_millis(5)).await;
+    }
     journal
         .phases
         .record(EventKind::Phase(models::Phase::Quiescence));
+    let states = lock_recovering(&journal.current_repair)
+        .as_ref()
+        .map(RepairWorkers::states)
+        .unwrap_or_default();
+    *lock_recovering(&journal.settled) = states;
     journal
         .phases
         .record(EventKind::Phase(models::Phase::FinalCrash));
+    let opened = journal.repairs_opened.load(Ordering::Relaxed);
     sim.final_crash(&[server]);
     let crashed = sim.now();
-    while recoveries_after(&journal, crashed) == 0
+    // The final recovery: the WAL, then the repair workers.
+    while (recoveries_after(&journal, crashed) == 0
+        || journal.repairs_opened.load(Ordering::Relaxed) == opened)
         && sim.now().since(crashed) < Duration::from_secs(2)
     {
         sim.sleep(Duration::from_millis(2)).await;
     }
-    let history = history(&journal, server);
+    let image = sim.disk_files(server);
+    let history = history(&journal, server, &image);
     ScenarioReport {
         findings: findings(&history),
         operations: history.operation_count() as u64,
     }
+}
+
+/// Repairs still pending in the serving generation (`None`: no workers).
+fn repairs_pending(journal: &Journal) -> Option<usize> {
+    lock_recovering(&journal.current_repair)
+        .as_ref()
+        .map(RepairWorkers::pending_background_repair_count)
 }
 
 fn recoveries_after(journal: &Journal, time: SimTime) -> usize {
@@ -348,6 +404,7 @@ async fn serve(ctx: ProcessCtx, net: Net<Msg>, journal: Arc<Journal>, bugs: Serv
         let during_recovery = journal.recovering.load(Ordering::Relaxed);
         journal.server.record(ServerRec::Crash { during_recovery });
     }
+    *lock_recovering(&journal.current_repair) = None;
     let endpoint = Arc::new(net.endpoint(&ctx));
     let disk = ctx.disk();
     loop {
@@ -357,12 +414,56 @@ async fn serve(ctx: ProcessCtx, net: Net<Msg>, journal: Arc<Journal>, bugs: Serv
             std::future::pending::<()>().await;
             return;
         };
-        serve_generation(&disk, &endpoint, &journal, wal, recovery, bugs).await;
-        // The coordinator halted: fail-stop, memory is gone; recover again.
+        let Some(repair) = recover_repairs(&disk, &journal, &recovery).await else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        serve_generation(&disk, &endpoint, &journal, wal, recovery, bugs, &repair).await;
+        // The coordinator halted: fail-stop, memory is gone (the repair
+        // workers stop as a crash would stop them); recover again.
+        repair.stop_all();
+        *lock_recovering(&journal.current_repair) = None;
         journal.server.record(ServerRec::Crash {
             during_recovery: false,
         });
     }
+}
+
+/// Open the repair workers over the commits WAL recovery found (their
+/// systematic bytes: each commit's frame as the WAL stores it), retrying
+/// I/O errors; they re-schedule every commit whose parity is missing.
+/// `None` when the parity log reports corruption (halt, loudly).
+async fn recover_repairs(
+    disk: &Disk,
+    journal: &Journal,
+    recovery: &Recovery,
+) -> Option<RepairWorkers> {
+    journal.recovering.store(true, Ordering::Relaxed);
+    let opened = loop {
+        let recorder = Recorder::new();
+        lock_recovering(&journal.repairs).push(recorder.clone());
+        let config = RepairConfig {
+            dir: REPAIR_DIR.into(),
+            shard_size: SHARD_SIZE,
+            recorder,
+            ..RepairConfig::default()
+        };
+        let durable = recovery
+            .frames
+            .iter()
+            .map(|(_, f)| (f.commit_seq, wal_format::frame_bytes(f)));
+        match RepairWorkers::open(disk, config, durable).await {
+            Ok((repair, _)) => break Some(repair),
+            Err(WalError::Corrupt(_)) => break None,
+            Err(_) => clock::sleep(Duration::from_millis(5)).await,
+        }
+    };
+    journal.recovering.store(false, Ordering::Relaxed);
+    if let Some(repair) = &opened {
+        *lock_recovering(&journal.current_repair) = Some(repair.clone());
+        journal.repairs_opened.fetch_add(1, Ordering::Relaxed);
+    }
+    opened
 }
 
 /// Recover the WAL, retrying I/O errors; record what it exposes.
@@ -509,6 +610,7 @@ async fn serve_generation(
     wal: Wal,
     recovery: Recovery,
     bugs: ServerBugs,
+    repair: &RepairWorkers,
 ) {
     let commits = Recorder::new();
     let channel = Recorder::new();
@@ -522,10 +624,16 @@ async fn serve_generation(
         });
         id
     };
+    // Spec 03: once a batch is durable, each of its commits gets a repair
+    // of its systematic bytes (its frame as the WAL stores it).
+    let protect = repair.clone();
     let config = GroupCommitConfig {
         recorder: commits.clone(),
         channel_recorder: Some(channel),
         bugs: bugs.coordinator,
+        on_published: Some(PublishHook(Arc::new(move |frame: &Frame| {
+            protect.protect(frame.commit_seq, wal_format::frame_bytes(frame));
+        }))),
         ..GroupCommitConfig::default()
     };
     journal.server.record(ServerRec::Declared {
@@ -845,11 +953,26 @@ async fn await_reply<T>(
 
 // ----- history ---------------------------------------------------------------
 
-fn history(journal: &Journal, server: ProcessId) -> models::History {
+/// The run's history; `image` is the server's disk after the final
+/// recovery (the repair symbols are read from it).
+fn history(
+    journal: &Journal,
+    server: ProcessId,
+    image: &BTreeMap<String, Vec<u8>>,
+) -> models::History {
     let mut merger = Merger::default();
     for r in journal.phases.snapshot() {
+        let quiescence = matches!(r.event, EventKind::Phase(models::Phase::Quiescence));
         merger.push(r.time, Rank::Harness, r.event);
+        if quiescence {
+            // Each commit's repair state at quiescence, right after the
+            // marker.
+            for settled in settled_repairs(journal, image) {
+                merger.push(r.time, Rank::Harness, settled);
+            }
+        }
     }
+    push_repair_events(&lock_recovering(&journal.repairs), &mut merger);
     for r in journal.clients.snapshot() {
         match r.event {
             ClientRec::Invoke { op, process } => merger.push(
@@ -870,6 +993,7 @@ fn history(journal: &Journal, server: ProcessId) -> models::History {
     let submitted = lock_recovering(&journal.submitted).clone();
     let appended = lock_recovering(&journal.appended).clone();
     let numbers = BatchNumbers::new(&lock_recovering(&journal.generations));
+    let mut append_failed: BTreeMap<(u32, u64), SimTime> = BTreeMap::new();
     for r in journal.server.snapshot() {
         let (rank, kind) = match r.event {
             ServerRec::Crash { during_recovery } => (
@@ -902,21 +1026,41 @@ fn history(journal: &Journal, server: ProcessId) -> models::History {
                     capacity,
                 },
             ),
-            ServerRec::AppendFailed { generation, batch } => (
-                Rank::Server,
-                EventKind::WalAppended {
-                    batch: numbers.id(generation, batch),
-                    ok: false,
-                },
-            ),
+            ServerRec::AppendFailed { generation, batch } => {
+                // Part of its batch's story: placed with the coordinator's
+                // records (see `batches`).
+                append_failed.insert((generation, batch), r.time);
+                continue;
+            }
         };
         merger.push(r.time, rank, kind);
     }
     for generation in lock_recovering(&journal.generations).iter() {
-        batches(generation, &numbers, &submitted, &appended, &mut merger);
+        batches(
+            generation,
+            &numbers,
+            &submitted,
+            &appended,
+            &append_failed,
+            &mut merger,
+        );
         permits(generation, &mut merger);
     }
     merger.into_history()
+}
+
+/// `RepairSettled` records: the states at quiescence, with the symbols of
+/// completed repairs as the final crash left them on disk.
+fn settled_repairs(journal: &Journal, image: &BTreeMap<String, Vec<u8>>) -> Vec<EventKind> {
+    let wal = image
+        .get(&WalConfig::new(WAL_DIR).log_path())
+        .map_or(&[][..], Vec::as_slice);
+    let systematic: BTreeMap<u64, Vec<u8>> = wal_format::scan(wal, SECTOR, true)
+        .frames()
+        .map(|(_, f)| (f.commit_seq, wal_format::frame_bytes(f)))
+        .collect();
+    let parity = read_parity_image(image, REPAIR_DIR);
+    settled_records(&lock_recovering(&journal.settled), &systematic, &parity)
 }
 
 fn attempts(journal: &Journal, merger: &mut Merger) {
@@ -1013,13 +1157,16 @@ impl BatchNumbers {
     }
 }
 
-/// A coordinator generation's batches, from its `CommitEvent`s and the
-/// server's record of what it submitted under each permit.
+/// A coordinator generation's batches, from its `CommitEvent`s, the
+/// server's record of what it submitted under each permit, and the times
+/// of failed appends (a failed append follows its batch's validation in
+/// the coordinator's own order, even when a crash makes both one instant).
 fn batches(
     generation: &Generation,
     numbers: &BatchNumbers,
     submitted: &BTreeMap<(u32, u64), Submitted>,
     appended: &BTreeMap<(u32, u64), Vec<u64>>,
+    append_failed: &BTreeMap<(u32, u64), SimTime>,
     merger: &mut Merger,
 ) {
     let events = generation.commits.snapshot();
@@ -1106,6 +1253,20 @@ fn batches(
                     requests,
                 }
             }
+            CommitEvent::Phase {
+                batch,
+                phase: BatchPhase::Append,
+            } => match append_failed.get(&(generation.id, batch)) {
+                Some(&failed_at) => {
+                    let kind = EventKind::WalAppended {
+                        batch: numbers.id(generation.id, batch),
+                        ok: false,
+                    };
+                    merger.push(failed_at, Rank::Coordinator, kind);
+                    continue;
+                }
+                None => continue,
+            },
             CommitEvent::Appended { batch, .. } => EventKind::WalAppended {
                 batch: numbers.id(generation.id, batch),
                 ok: true,

@@ -24,6 +24,9 @@ pub(crate) enum Rank {
     Server,
     /// The commit coordinator's batches.
     Coordinator,
+    /// Repair lifecycle events (spec 03): after the publication that
+    /// starts a repair.
+    Repair,
     /// The two-phase channel.
     Channel,
     /// A client operation starts.

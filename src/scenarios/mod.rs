@@ -4,12 +4,15 @@ mod backoff;
 mod channel;
 mod commit_service;
 mod history_check;
+mod repair;
+mod repair_history;
 mod toy;
 
 use crate::harness::{HarnessError, KnownBug, Registry, Scenario};
 
 pub use channel::ChannelScenario;
 pub use commit_service::CommitService;
+pub use repair::RepairScenario;
 pub use toy::ToyLog;
 
 /// The built-in scenarios and bugs.
@@ -18,7 +21,8 @@ pub fn registry() -> Registry {
         .with_scenario(&ToyLog)
         .with_scenario(&CommitService)
         .with_scenario(&ChannelScenario)
-        .with_scenario(&backoff::BackoffScenario);
+        .with_scenario(&backoff::BackoffScenario)
+        .with_scenario(&RepairScenario);
     for bug in BUGS {
         registry = registry.with_bug(*bug);
     }
@@ -74,5 +78,17 @@ pub const BUGS: &[KnownBug] = &[
         scenario: "backoff",
         spec: "02",
         summary: "a permanent rejection (receipt-exists) is retried like a transient one (D11)",
+    },
+    KnownBug {
+        name: repair::PANIC_ABANDONS_OTHERS,
+        scenario: "repair",
+        spec: "03",
+        summary: "a panicking repair worker poisons the pool; repairs that start later give up silently and stay Pending (D9)",
+    },
+    KnownBug {
+        name: repair::PENDING_FORGOTTEN,
+        scenario: "repair",
+        spec: "03",
+        summary: "after a crash, recovery does not re-schedule commits whose parity is missing (D9)",
     },
 ];

@@ -82,6 +82,15 @@ impl<E: Clone> Recorder<E> {
             .find_map(|r| pick(&r.event))
     }
 
+    /// Whether an event recorded at position `start` or later satisfies
+    /// `pred`.
+    pub fn any_since(&self, start: usize, pred: impl FnMut(&E) -> bool) -> bool {
+        let mut pred = pred;
+        lock_recovering(&self.events)
+            .get(start..)
+            .is_some_and(|later| later.iter().any(|r| pred(&r.event)))
+    }
+
     /// Number of events so far.
     pub fn len(&self) -> usize {
         lock_recovering(&self.events).len()

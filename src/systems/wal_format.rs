@@ -82,6 +82,14 @@ fn encode_frame(frame: &Frame, out: &mut Vec<u8>) {
     out.extend_from_slice(&sum.to_le_bytes());
 }
 
+/// One frame's bytes exactly as a batch stores them (length, body,
+/// checksum): what a commit makes durable.
+pub fn frame_bytes(frame: &Frame) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(frame, &mut out);
+    out
+}
+
 /// Encode `frames` as one batch padded to `block`. Returns the bytes and
 /// each frame's offset relative to the batch start.
 pub fn encode_batch(frames: &[Frame], block: u64) -> (Vec<u8>, Vec<u64>) {

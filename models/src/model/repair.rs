@@ -10,6 +10,16 @@
 //! start it again or mark it `Failed` — which, after a crash, is allowed
 //! even for a commit whose acknowledgement the crash swallowed.
 //!
+//! Recovery may also say what it found on disk, once per commit after each
+//! crash: `RecoveredPending` (no valid repair symbols: re-scheduled) or
+//! `RecoveredCompleted` (valid symbols: `Completed`). Either may be the
+//! first event of a commit whose durability the crash kept from being
+//! reported, and either may follow `Failed` (the failure is not durable;
+//! recovery re-derives the state from disk). Never allowed: a recovery
+//! event without a crash since the commit's last event, for a commit acked
+//! without repair, and `RecoveredPending` after `Completed` (the symbols of
+//! a completed repair were not durable).
+//!
 //! Parity: the systematic bytes are cut into `shard_size` shards (last one
 //! zero-padded) and the parity shard is their XOR. Verification recomputes
 //! the parity and then rebuilds every shard as if it alone were lost, from
@@ -70,6 +80,10 @@ pub struct RepairLifecycle {
     stage: Stage,
     events_seen: u32,
     crashed_while_open: bool,
+    /// A crash happened since the last event (recovery may speak).
+    crashed_since_event: bool,
+    /// The crash count as of the last event (see [`Self::apply_after_crashes`]).
+    crashes_at_event: u64,
 }
 
 impl Default for RepairLifecycle {
@@ -78,6 +92,8 @@ impl Default for RepairLifecycle {
             stage: Stage::Unknown,
             events_seen: 0,
             crashed_while_open: false,
+            crashed_since_event: false,
+            crashes_at_event: 0,
         }
     }
 }
@@ -107,6 +123,7 @@ impl RepairLifecycle {
 
     /// The server crashed: a running repair is pending again.
     pub fn crash(&mut self) {
+        self.crashed_since_event = true;
         match self.stage {
             Stage::Running { acked } | Stage::Pending { acked } => {
                 self.stage = Stage::Pending { acked };
@@ -118,6 +135,24 @@ impl RepairLifecycle {
 
     /// Apply event number `event_seq`.
     pub fn apply(&mut self, event_seq: u32, event: RepairEventKind) -> Vec<RepairBreach> {
+        self.apply_after_crashes(self.crashes_at_event, event_seq, event)
+    }
+
+    /// Apply event number `event_seq`, knowing the history has seen
+    /// `crashes` server crashes so far: a count above the one at the
+    /// previous event means a crash came in between, even when
+    /// [`Self::crash`] was not called for this commit (a checker calls it
+    /// only for open repairs).
+    pub fn apply_after_crashes(
+        &mut self,
+        crashes: u64,
+        event_seq: u32,
+        event: RepairEventKind,
+    ) -> Vec<RepairBreach> {
+        if crashes > self.crashes_at_event {
+            self.crashed_since_event = true;
+        }
+        self.crashes_at_event = self.crashes_at_event.max(crashes);
         let mut breaches = Vec::new();
         let expected = self.events_seen.saturating_add(1);
         if event_seq != expected {
@@ -128,12 +163,19 @@ impl RepairLifecycle {
         }
         self.events_seen = self.events_seen.max(event_seq);
         match self.next_stage(event) {
-            Some(next) => self.stage = next,
+            Some(next) => {
+                if matches!(event, RepairEventKind::RecoveredPending) {
+                    // Re-scheduled by recovery: it may start without an ack.
+                    self.crashed_while_open = true;
+                }
+                self.stage = next;
+            }
             None => breaches.push(RepairBreach::UnexpectedEvent {
                 stage: self.stage,
                 event,
             }),
         }
+        self.crashed_since_event = false;
         breaches
     }
 
@@ -155,6 +197,19 @@ impl RepairLifecycle {
             }
             (Stage::Running { .. }, E::RepairCompleted) => Some(Stage::Completed),
             (Stage::Running { .. }, E::RepairFailed) => Some(Stage::Failed),
+            (stage, E::RecoveredPending) if self.crashed_since_event => match stage {
+                Stage::Unknown | Stage::Durable | Stage::Failed => {
+                    Some(Stage::Pending { acked: false })
+                }
+                Stage::Pending { acked } | Stage::Running { acked } => {
+                    Some(Stage::Pending { acked })
+                }
+                Stage::AckedWithoutRepair | Stage::Completed => None,
+            },
+            (stage, E::RecoveredCompleted) if self.crashed_since_event => match stage {
+                Stage::AckedWithoutRepair => None,
+                _ => Some(Stage::Completed),
+            },
             _ => None,
         }
     }
@@ -314,6 +369,77 @@ mod tests {
         assert_eq!(lifecycle.state(), RepairState::Pending);
         assert!(lifecycle.apply(5, E::RepairStarted).is_empty());
         assert!(lifecycle.apply(6, E::RepairCompleted).is_empty());
+    }
+
+    #[test]
+    fn recovery_re_derives_the_state_from_disk_only_after_a_crash() {
+        let acked = [E::CommitDurable, E::DurableButNotRepairable, E::CommitAcked];
+        // Without a crash, recovery events are breaches.
+        let (mut lifecycle, _) = run(&acked);
+        assert_eq!(lifecycle.apply(4, E::RecoveredPending).len(), 1);
+        // An open repair is re-scheduled, then runs to its end.
+        let (mut lifecycle, _) = run(&acked);
+        lifecycle.crash();
+        assert!(lifecycle.apply(4, E::RecoveredPending).is_empty());
+        assert!(lifecycle.apply(5, E::RepairStarted).is_empty());
+        assert!(lifecycle.apply(6, E::RepairCompleted).is_empty());
+        assert_eq!(lifecycle.state(), RepairState::Completed);
+        // A commit first seen by recovery, after a crash counted elsewhere.
+        let mut unseen = RepairLifecycle::new();
+        assert_eq!(unseen.apply(1, E::RecoveredPending).len(), 1);
+        let mut unseen = RepairLifecycle::new();
+        assert!(unseen
+            .apply_after_crashes(1, 1, E::RecoveredPending)
+            .is_empty());
+        assert!(unseen
+            .apply_after_crashes(1, 2, E::RepairStarted)
+            .is_empty());
+        // A failed repair may be retried, or found complete, after a crash.
+        let (mut failed, _) = run(&[
+            E::CommitDurable,
+            E::DurableButNotRepairable,
+            E::CommitAcked,
+            E::RepairFailed,
+        ]);
+        assert!(failed
+            .apply_after_crashes(1, 5, E::RecoveredCompleted)
+            .is_empty());
+        assert_eq!(failed.state(), RepairState::Completed);
+        // Once per crash: a second recovery event needs a second crash.
+        assert_eq!(
+            failed
+                .apply_after_crashes(1, 6, E::RecoveredCompleted)
+                .len(),
+            1
+        );
+        assert!(failed
+            .apply_after_crashes(2, 7, E::RecoveredCompleted)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_completed_repair_whose_symbols_a_crash_lost_is_a_breach() {
+        let (mut lifecycle, _) = run(&[
+            E::CommitDurable,
+            E::DurableButNotRepairable,
+            E::CommitAcked,
+            E::RepairStarted,
+            E::RepairCompleted,
+        ]);
+        assert_eq!(
+            lifecycle.apply_after_crashes(1, 6, E::RecoveredPending),
+            vec![RepairBreach::UnexpectedEvent {
+                stage: Stage::Completed,
+                event: E::RecoveredPending
+            }]
+        );
+        let (mut without_repair, _) = run(&[E::CommitDurable, E::CommitAcked]);
+        assert_eq!(
+            without_repair
+                .apply_after_crashes(1, 3, E::RecoveredCompleted)
+                .len(),
+            1
+        );
     }
 
     #[test]
