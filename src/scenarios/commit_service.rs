@@ -445,6 +445,7 @@ async fn recover_repairs(
         let config = RepairConfig {
             dir: REPAIR_DIR.into(),
             shard_size: SHARD_SIZE,
+            block_size: SECTOR,
             recorder,
             ..RepairConfig::default()
         };
@@ -1059,7 +1060,7 @@ fn settled_repairs(journal: &Journal, image: &BTreeMap<String, Vec<u8>>) -> Vec<
         .frames()
         .map(|(_, f)| (f.commit_seq, wal_format::frame_bytes(f)))
         .collect();
-    let parity = read_parity_image(image, REPAIR_DIR);
+    let parity = read_parity_image(image, REPAIR_DIR, SECTOR);
     settled_records(&lock_recovering(&journal.settled), &systematic, &parity)
 }
 

@@ -407,7 +407,7 @@ fn history(
         let quiescence = matches!(r.event, EventKind::Phase(models::Phase::Quiescence));
         merger.push(r.time, Rank::Harness, r.event);
         if quiescence {
-            let (systematic, parity) = read_image(image, REPAIR_DIR);
+            let (systematic, parity) = read_image(image, REPAIR_DIR, wal_format::DEFAULT_BLOCK);
             let settled = settled_records(&lock_recovering(&journal.settled), &systematic, &parity);
             for record in settled {
                 merger.push(r.time, Rank::Harness, record);

@@ -104,6 +104,9 @@ pub struct RepairConfig {
     pub dir: String,
     /// Shard size in bytes for the parity code.
     pub shard_size: usize,
+    /// Block size of the `data` and `parity` logs (a multiple of the
+    /// disk's sector size; see [`WalConfig::block_size`]).
+    pub block_size: u64,
     /// Workers generating at once.
     pub workers: usize,
     /// Per-commit generation faults, instead of buggify.
@@ -131,6 +134,7 @@ impl Default for RepairConfig {
             enabled: true,
             dir: "repair".into(),
             shard_size: 512,
+            block_size: DEFAULT_BLOCK,
             workers: 2,
             fault_plan: None,
             recorder: Recorder::new(),
@@ -340,19 +344,24 @@ pub fn verify_parity(data: &[u8], record: &ParityRecord) -> bool {
 pub fn read_image(
     files: &BTreeMap<String, Vec<u8>>,
     dir: &str,
+    block_size: u64,
 ) -> (BTreeMap<u64, Vec<u8>>, Vec<ParityRecord>) {
     let bytes = files.get(&format!("{dir}/data/log"));
-    let commits = scan(bytes.map_or(&[][..], Vec::as_slice), DEFAULT_BLOCK, true)
+    let commits = scan(bytes.map_or(&[][..], Vec::as_slice), block_size, true)
         .frames()
         .map(|(_, f)| (f.commit_seq, f.payload.clone()))
         .collect();
-    (commits, read_parity_image(files, dir))
+    (commits, read_parity_image(files, dir, block_size))
 }
 
 /// The parity records of repair directory `dir` in a disk image, in log
 /// order (a later record for the same commit supersedes an earlier one).
-pub fn read_parity_image(files: &BTreeMap<String, Vec<u8>>, dir: &str) -> Vec<ParityRecord> {
-    let config = parity_log_config(dir);
+pub fn read_parity_image(
+    files: &BTreeMap<String, Vec<u8>>,
+    dir: &str,
+    block_size: u64,
+) -> Vec<ParityRecord> {
+    let config = parity_log_config(dir, block_size);
     let bytes = files.get(&config.log_path());
     scan(
         bytes.map_or(&[][..], Vec::as_slice),
@@ -421,8 +430,12 @@ impl RepairWorkers {
         config: RepairConfig,
         durable: impl IntoIterator<Item = (u64, Vec<u8>)>,
     ) -> Result<(RepairWorkers, RepairRecovery), WalError> {
-        let (parity, parity_recovery) =
-            Wal::open(disk, parity_log_config(&config.dir), None).await?;
+        let (parity, parity_recovery) = Wal::open(
+            disk,
+            parity_log_config(&config.dir, config.block_size),
+            None,
+        )
+        .await?;
         let verified: BTreeMap<u64, ParityRecord> = parity_recovery
             .frames
             .iter()
@@ -653,7 +666,10 @@ impl RepairCoordinator {
     ) -> Result<(RepairCoordinator, RepairRecovery), WalError> {
         let (data, data_recovery) = Wal::open(
             disk,
-            WalConfig::new(&format!("{}/data", config.dir)),
+            WalConfig {
+                block_size: config.block_size,
+                ..WalConfig::new(&format!("{}/data", config.dir))
+            },
             config.data_log_recorder.clone(),
         )
         .await?;
@@ -761,9 +777,10 @@ impl RepairCoordinator {
 
 /// Where the parity log of a repair directory lives and how it is laid
 /// out: records for any commit, in any order.
-fn parity_log_config(dir: &str) -> WalConfig {
+fn parity_log_config(dir: &str, block_size: u64) -> WalConfig {
     WalConfig {
         contiguous_seqs: false,
+        block_size,
         ..WalConfig::new(&format!("{dir}/parity"))
     }
 }
