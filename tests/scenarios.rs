@@ -28,3 +28,11 @@ fn commit_service_holds_under_swarm() {
 fn backoff_holds_under_chaos() {
     check("backoff").seeds(0..200).profile(Profile::Chaos).run();
 }
+
+#[test]
+fn queued_writer_holds_under_chaos() {
+    check("queued-writer")
+        .seeds(0..200)
+        .profile(Profile::Chaos)
+        .run();
+}

@@ -4,6 +4,7 @@ mod backoff;
 mod channel;
 mod commit_service;
 mod history_check;
+mod queued_writer;
 mod toy;
 
 use crate::harness::{HarnessError, KnownBug, Registry, Scenario};
@@ -18,7 +19,8 @@ pub fn registry() -> Registry {
         .with_scenario(&ToyLog)
         .with_scenario(&CommitService)
         .with_scenario(&ChannelScenario)
-        .with_scenario(&backoff::BackoffScenario);
+        .with_scenario(&backoff::BackoffScenario)
+        .with_scenario(&queued_writer::QueuedWriterScenario);
     for bug in BUGS {
         registry = registry.with_bug(*bug);
     }
@@ -74,5 +76,17 @@ pub const BUGS: &[KnownBug] = &[
         scenario: "backoff",
         spec: "02",
         summary: "a permanent rejection (receipt-exists) is retried like a transient one (D11)",
+    },
+    KnownBug {
+        name: queued_writer::SHUTDOWN_SKIPS_FLUSH,
+        scenario: "queued-writer",
+        spec: "04",
+        summary: "shutdown stops the writer without flushing the queue; queued messages never land nor fail (D6)",
+    },
+    KnownBug {
+        name: queued_writer::COALESCE_ACROSS_STREAMS,
+        scenario: "queued-writer",
+        spec: "04",
+        summary: "coalescing merges consecutive messages of different streams into one call; they land on the wrong stream (D3)",
     },
 ];
