@@ -11,13 +11,15 @@
 //!
 //! Faults come from a per-call [`CallFaultPlan`] (tests) or from the run's
 //! fault sites (buggify: fault phase only, at the rate the profile gives
-//! each kind). What is applied is recorded as [`BackendEvent`]s.
+//! each kind). What is applied is recorded as [`BackendEvent`]s, and each
+//! apply is a `backend.apply` event in the run's trace (stream, attempt,
+//! log length after), so the trace digest follows what the backend holds.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use durasim_sim::{buggify_with, choose_between, clock, SimTime, Site};
+use durasim_sim::{buggify_with, choose_between, clock, trace_app, SimTime, Site};
 
 use super::backend::{Backend, BackendCall, BackendError, BackendFuture, Receipt};
 use super::{MessageId, StreamId};
@@ -282,6 +284,15 @@ impl MemoryBackend {
             entries.push((message.id, position));
             receipts.push(Receipt::Appended { position });
         }
+        // In the run's trace (and so its digest): what the backend holds.
+        trace_app(
+            "backend.apply",
+            &[
+                u64::from(call.stream),
+                u64::from(call.attempt),
+                store.log.len() as u64,
+            ],
+        );
         if !entries.is_empty() {
             // Recorded under the store's lock: the record order is the log order.
             self.config.recorder.record(BackendEvent::Applied {
