@@ -33,3 +33,11 @@ fn backoff_holds_under_chaos() {
 fn repair_holds_under_chaos() {
     check("repair").seeds(0..60).profile(Profile::Chaos).run();
 }
+
+#[test]
+fn queued_writer_holds_under_chaos() {
+    check("queued-writer")
+        .seeds(0..200)
+        .profile(Profile::Chaos)
+        .run();
+}

@@ -4,6 +4,7 @@ mod backoff;
 mod channel;
 mod commit_service;
 mod history_check;
+mod queued_writer;
 mod repair;
 mod repair_history;
 mod toy;
@@ -22,7 +23,8 @@ pub fn registry() -> Registry {
         .with_scenario(&CommitService)
         .with_scenario(&ChannelScenario)
         .with_scenario(&backoff::BackoffScenario)
-        .with_scenario(&RepairScenario);
+        .with_scenario(&RepairScenario)
+        .with_scenario(&queued_writer::QueuedWriterScenario);
     for bug in BUGS {
         registry = registry.with_bug(*bug);
     }
@@ -90,5 +92,17 @@ pub const BUGS: &[KnownBug] = &[
         scenario: "repair",
         spec: "03",
         summary: "after a crash, recovery does not re-schedule commits whose parity is missing (D9)",
+    },
+    KnownBug {
+        name: queued_writer::SHUTDOWN_SKIPS_FLUSH,
+        scenario: "queued-writer",
+        spec: "04",
+        summary: "shutdown stops the writer without flushing the queue; queued messages never land nor fail (D6)",
+    },
+    KnownBug {
+        name: queued_writer::COALESCE_ACROSS_STREAMS,
+        scenario: "queued-writer",
+        spec: "04",
+        summary: "coalescing merges consecutive messages of different streams into one call; they land on the wrong stream (D3)",
     },
 ];
