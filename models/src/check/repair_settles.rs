@@ -8,7 +8,8 @@
 //! `Failed`); a crash sends running repairs back to `Pending`. Each
 //! `RepairSettled` record must agree with the events, must not be
 //! `Pending`, and, when `Completed`, must carry symbols whose XOR parity
-//! is recomputed and from which every shard is rebuilt as if lost. When
+//! is recomputed (a matching parity is exactly one from which every shard
+//! is rebuilt as if lost). When
 //! the history has a `Quiescence` marker, a commit whose events leave it
 //! `Pending` is reported even without a settled record.
 //!
@@ -148,9 +149,6 @@ fn describe_parity(error: &ParityError) -> String {
         }
         ParityError::ParityMismatch { offset } => {
             format!("is Completed but its parity does not match the systematic bytes (first at byte {offset})")
-        }
-        ParityError::ShardNotRecoverable { shard } => {
-            format!("is Completed but shard {shard} could not be rebuilt from the parity")
         }
     }
 }
