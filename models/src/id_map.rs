@@ -3,12 +3,17 @@
 //!
 //! Ids below `dense.len()` live in a `Vec`; every other id lives in a
 //! `BTreeMap`. The split point only grows, and growing migrates the sparse
-//! entries it now covers, so each id has exactly one home. Growth per insert
-//! is bounded (to `2 · len + DENSE_SLACK`), so a history holding one huge id
-//! costs one `BTreeMap` entry, not gigabytes. Iteration is in key order:
-//! the dense part, then the sparse part (all of whose keys are larger).
+//! entries it now covers, so each id has exactly one home. The dense part
+//! grows to cover an id only while it stays at most `2 · entries +
+//! DENSE_SLACK` long, so its size is linear in what was inserted: a history
+//! holding a few huge ids costs a few `BTreeMap` entries, not gigabytes.
+//! Iteration is in key order: the dense part, then the sparse part (all of
+//! whose keys are larger).
+//!
+//! Tables whose live ids slide forward (entries removed roughly in the
+//! order they came) use [`crate::window_map::WindowMap`] instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How far past the dense part an id may be and still extend it.
 const DENSE_SLACK: u64 = 1 << 16;
@@ -18,6 +23,8 @@ const DENSE_SLACK: u64 = 1 << 16;
 pub(crate) struct IdMap<V> {
     dense: Vec<Option<V>>,
     sparse: BTreeMap<u64, V>,
+    /// Entries in both parts.
+    entries: u64,
 }
 
 impl<V> Default for IdMap<V> {
@@ -25,8 +32,20 @@ impl<V> Default for IdMap<V> {
         Self {
             dense: Vec::new(),
             sparse: BTreeMap::new(),
+            entries: 0,
         }
     }
+}
+
+/// Whether a dense part of `len` slots may grow to cover `id` in a table
+/// holding `entries` entries (counting the one being inserted).
+fn may_cover(len: u64, id: u64, entries: u64) -> bool {
+    id >= len
+        && id
+            < entries
+                .saturating_add(1)
+                .saturating_mul(2)
+                .saturating_add(DENSE_SLACK)
 }
 
 impl<V> IdMap<V> {
@@ -59,32 +78,32 @@ impl<V> IdMap<V> {
     /// Set the value for `id`, returning the previous one.
     pub(crate) fn insert(&mut self, id: u64, value: V) -> Option<V> {
         self.grow_to_cover(id);
-        match self.dense_index(id) {
+        let previous = match self.dense_index(id) {
             Some(index) => self
                 .dense
                 .get_mut(index)
                 .and_then(|slot| slot.replace(value)),
             None => self.sparse.insert(id, value),
+        };
+        if previous.is_none() {
+            self.entries += 1;
         }
+        previous
     }
 
     /// The value for `id`, inserting `make()` first when absent.
     pub(crate) fn get_or_insert_with(&mut self, id: u64, make: impl FnOnce() -> V) -> &mut V {
         self.grow_to_cover(id);
-        if let Some(index) = self.dense_index(id) {
-            if let Some(slot) = self.dense.get_mut(index) {
-                return slot.get_or_insert_with(make);
-            }
+        let dense_index = self.dense_index(id);
+        let entries = &mut self.entries;
+        let make = || {
+            *entries += 1;
+            make()
+        };
+        if let Some(slot) = dense_index.and_then(|index| self.dense.get_mut(index)) {
+            return slot.get_or_insert_with(make);
         }
         self.sparse.entry(id).or_insert_with(make)
-    }
-
-    /// Remove and return the value for `id`.
-    pub(crate) fn remove(&mut self, id: u64) -> Option<V> {
-        match self.dense_index(id) {
-            Some(index) => self.dense.get_mut(index).and_then(Option::take),
-            None => self.sparse.remove(&id),
-        }
     }
 
     /// All entries in key order.
@@ -97,15 +116,8 @@ impl<V> IdMap<V> {
         dense.chain(self.sparse.iter().map(|(id, value)| (*id, value)))
     }
 
-    /// Remove every entry.
-    pub(crate) fn clear(&mut self) {
-        self.dense.clear();
-        self.sparse.clear();
-    }
-
     fn grow_to_cover(&mut self, id: u64) {
-        let len = self.dense.len() as u64;
-        if id < len || id >= len.saturating_mul(2).saturating_add(DENSE_SLACK) {
+        if !may_cover(self.dense.len() as u64, id, self.entries) {
             return;
         }
         let Ok(new_len) = usize::try_from(id.saturating_add(1)) else {
@@ -131,26 +143,95 @@ impl<V> IdMap<V> {
     }
 }
 
-/// Ordered set of `u64` ids with the same dense fast path as [`IdMap`].
+/// Set of `u64` ids with the same dense/sparse split as [`IdMap`]: dense
+/// ids are bits of a `Vec<u64>`, the rest live in a `BTreeSet`.
+///
+/// [`IdSet::clear`] costs what was inserted since the last clear, not the
+/// size of the dense part: the words that became non-zero are remembered
+/// and only they are zeroed, so a set cleared at every recovery keeps its
+/// dense part (and its fast path) at no more than linear total cost.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IdSet {
-    map: IdMap<()>,
+    words: Vec<u64>,
+    sparse: BTreeSet<u64>,
+    /// Indexes of the words that are non-zero.
+    dirty: Vec<usize>,
+    /// Ids in both parts.
+    entries: u64,
 }
 
+/// Ids per dense word.
+const BITS: u64 = u64::BITS as u64;
+
 impl IdSet {
+    /// The word index and bit mask of `id` when it is in the dense part.
+    fn dense_slot(&self, id: u64) -> Option<(usize, u64)> {
+        let index = usize::try_from(id / BITS).ok()?;
+        (index < self.words.len()).then(|| (index, 1_u64 << (id % BITS)))
+    }
+
     /// Add `id`; returns whether it was new.
     pub(crate) fn insert(&mut self, id: u64) -> bool {
-        self.map.insert(id, ()).is_none()
+        self.grow_to_cover(id);
+        let new = match self.dense_slot(id) {
+            Some((index, mask)) => self.set_bit(index, mask),
+            None => self.sparse.insert(id),
+        };
+        self.entries += u64::from(new);
+        new
     }
 
     /// Whether `id` is present.
     pub(crate) fn contains(&self, id: u64) -> bool {
-        self.map.contains(id)
+        match self.dense_slot(id) {
+            Some((index, mask)) => self.words.get(index).is_some_and(|word| word & mask != 0),
+            None => self.sparse.contains(&id),
+        }
     }
 
     /// Remove every id.
     pub(crate) fn clear(&mut self) {
-        self.map.clear();
+        for index in self.dirty.drain(..) {
+            if let Some(word) = self.words.get_mut(index) {
+                *word = 0;
+            }
+        }
+        self.sparse.clear();
+        self.entries = 0;
+    }
+
+    fn set_bit(&mut self, index: usize, mask: u64) -> bool {
+        let Some(word) = self.words.get_mut(index) else {
+            return false;
+        };
+        let was = *word;
+        *word |= mask;
+        if was == 0 {
+            self.dirty.push(index);
+        }
+        was & mask == 0
+    }
+
+    fn grow_to_cover(&mut self, id: u64) {
+        let len = (self.words.len() as u64).saturating_mul(BITS);
+        if !may_cover(len, id, self.entries) {
+            return;
+        }
+        let Ok(new_len) = usize::try_from(id / BITS + 1) else {
+            return;
+        };
+        self.words.resize(new_len, 0);
+        // Keep "every id the dense part covers lives in it" true.
+        let covered = (new_len as u64).saturating_mul(BITS);
+        while let Some(first) = self.sparse.first().copied() {
+            if first >= covered {
+                break;
+            }
+            self.sparse.pop_first();
+            if let Some((index, mask)) = self.dense_slot(first) {
+                self.set_bit(index, mask);
+            }
+        }
     }
 }
 
@@ -168,8 +249,7 @@ mod tests {
         let keys: Vec<u64> = map.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, vec![0, 3, 5, 70_000, 1 << 40, u64::MAX]);
         assert_eq!(map.get(u64::MAX), Some(&u64::MAX.wrapping_mul(3)));
-        assert_eq!(map.remove(70_000), Some(210_000));
-        assert!(!map.contains(70_000));
+        assert!(map.contains(70_000) && !map.contains(70_001));
     }
 
     #[test]
@@ -191,5 +271,29 @@ mod tests {
         );
         *map.get_or_insert_with(100_000, || 'z') = 'd';
         assert_eq!(map.get(100_000), Some(&'d'));
+    }
+
+    #[test]
+    fn sets_keep_dense_and_sparse_ids_and_clear_cheaply() {
+        let mut set = IdSet::default();
+        for id in [3_u64, 64, 100_000, u64::MAX, 0] {
+            assert!(set.insert(id));
+            assert!(!set.insert(id), "{id} is already there");
+        }
+        assert_eq!(set.sparse.len(), 2, "100 000 is beyond the first growth");
+        for id in 0..60_000 {
+            set.insert(id);
+        }
+        assert!(!set.insert(100_000));
+        set.insert(100_001);
+        assert_eq!(set.sparse.len(), 1, "only u64::MAX stays sparse");
+        assert!(set.contains(100_000) && set.contains(u64::MAX) && !set.contains(60_000));
+        let words = set.words.len();
+        set.clear();
+        assert_eq!(set.words.len(), words, "clearing keeps the dense part");
+        assert!(set.words.iter().all(|word| *word == 0));
+        assert!(!set.contains(64) && !set.contains(u64::MAX));
+        assert!(set.insert(90_000), "an id near the old ones is dense again");
+        assert!(set.sparse.is_empty());
     }
 }
