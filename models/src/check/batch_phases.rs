@@ -22,6 +22,7 @@ use crate::history::{
 };
 use crate::id_map::{IdMap, IdSet};
 use crate::violation::{InvariantId, Secs};
+use crate::window_map::WindowMap;
 
 use super::Report;
 
@@ -52,7 +53,7 @@ struct BatchSlot<'h> {
 /// reported, except fsyncs, which cannot make its publication worse).
 #[derive(Debug, Default)]
 pub(crate) struct BatchPhases<'h> {
-    batches: IdMap<BatchSlot<'h>>,
+    batches: WindowMap<BatchSlot<'h>>,
     published: IdSet,
     epoch: u64,
     /// Latest publication per op: (attempt, commit seq, time).

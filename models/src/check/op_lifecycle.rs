@@ -21,6 +21,7 @@ use crate::history::{
 };
 use crate::id_map::{IdMap, IdSet};
 use crate::violation::{InvariantId, Secs};
+use crate::window_map::WindowMap;
 
 use super::{liveness, Phases, Report};
 
@@ -48,7 +49,7 @@ pub(crate) struct OpRecord {
 /// one bit behind.
 #[derive(Debug, Default)]
 pub(crate) struct OpLifecycle {
-    open: IdMap<OpRecord>,
+    open: WindowMap<OpRecord>,
     invoked: IdSet,
     completed: IdSet,
     op_of_event: IdMap<OpId>,

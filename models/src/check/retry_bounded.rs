@@ -16,9 +16,9 @@
 //! computed, how long a commit attempt took.
 
 use crate::history::{AttemptResult, BackoffPolicy, OpId, Outcome, SimTime};
-use crate::id_map::IdMap;
 use crate::model::backoff::{RetryBreach, WriteRetries};
 use crate::violation::{InvariantId, Millis, Secs};
+use crate::window_map::WindowMap;
 
 use super::Report;
 
@@ -26,7 +26,7 @@ use super::Report;
 #[derive(Debug, Default)]
 pub(crate) struct RetryBounded {
     policy: Option<BackoffPolicy>,
-    writes: IdMap<WriteRetries>,
+    writes: WindowMap<WriteRetries>,
     missing_policy_reported: bool,
 }
 
