@@ -4,7 +4,7 @@
 //! Ids below `dense.len()` live in a `Vec`; every other id lives in a
 //! `BTreeMap`. The split point only grows, and growing migrates the sparse
 //! entries it now covers, so each id has exactly one home. The dense part
-//! grows to cover an id only while it stays at most `2 · entries +
+//! grows to cover an id only while it stays at most `2 · inserts +
 //! DENSE_SLACK` long, so its size is linear in what was inserted: a history
 //! holding a few huge ids costs a few `BTreeMap` entries, not gigabytes.
 //! Iteration is in key order: the dense part, then the sparse part (all of
@@ -23,8 +23,8 @@ const DENSE_SLACK: u64 = 1 << 16;
 pub(crate) struct IdMap<V> {
     dense: Vec<Option<V>>,
     sparse: BTreeMap<u64, V>,
-    /// Entries in both parts.
-    entries: u64,
+    /// Entries in both parts (nothing is ever removed).
+    inserted: u64,
 }
 
 impl<V> Default for IdMap<V> {
@@ -32,17 +32,17 @@ impl<V> Default for IdMap<V> {
         Self {
             dense: Vec::new(),
             sparse: BTreeMap::new(),
-            entries: 0,
+            inserted: 0,
         }
     }
 }
 
 /// Whether a dense part of `len` slots may grow to cover `id` in a table
-/// holding `entries` entries (counting the one being inserted).
-fn may_cover(len: u64, id: u64, entries: u64) -> bool {
+/// that saw `inserted` inserts (not counting the one under way).
+fn may_cover(len: u64, id: u64, inserted: u64) -> bool {
     id >= len
         && id
-            < entries
+            < inserted
                 .saturating_add(1)
                 .saturating_mul(2)
                 .saturating_add(DENSE_SLACK)
@@ -86,7 +86,7 @@ impl<V> IdMap<V> {
             None => self.sparse.insert(id, value),
         };
         if previous.is_none() {
-            self.entries += 1;
+            self.inserted += 1;
         }
         previous
     }
@@ -95,9 +95,9 @@ impl<V> IdMap<V> {
     pub(crate) fn get_or_insert_with(&mut self, id: u64, make: impl FnOnce() -> V) -> &mut V {
         self.grow_to_cover(id);
         let dense_index = self.dense_index(id);
-        let entries = &mut self.entries;
+        let inserted = &mut self.inserted;
         let make = || {
-            *entries += 1;
+            *inserted += 1;
             make()
         };
         if let Some(slot) = dense_index.and_then(|index| self.dense.get_mut(index)) {
@@ -117,7 +117,7 @@ impl<V> IdMap<V> {
     }
 
     fn grow_to_cover(&mut self, id: u64) {
-        if !may_cover(self.dense.len() as u64, id, self.entries) {
+        if !may_cover(self.dense.len() as u64, id, self.inserted) {
             return;
         }
         let Ok(new_len) = usize::try_from(id.saturating_add(1)) else {
@@ -156,8 +156,10 @@ pub(crate) struct IdSet {
     sparse: BTreeSet<u64>,
     /// Indexes of the words that are non-zero.
     dirty: Vec<usize>,
-    /// Ids in both parts.
-    entries: u64,
+    /// Ids inserted since the set was made, clears notwithstanding: the
+    /// dense part's size is bounded by the work done, and a set refilled
+    /// after a clear keeps growing its dense part.
+    inserted: u64,
 }
 
 /// Ids per dense word.
@@ -177,7 +179,7 @@ impl IdSet {
             Some((index, mask)) => self.set_bit(index, mask),
             None => self.sparse.insert(id),
         };
-        self.entries += u64::from(new);
+        self.inserted += u64::from(new);
         new
     }
 
@@ -197,7 +199,6 @@ impl IdSet {
             }
         }
         self.sparse.clear();
-        self.entries = 0;
     }
 
     fn set_bit(&mut self, index: usize, mask: u64) -> bool {
@@ -214,7 +215,7 @@ impl IdSet {
 
     fn grow_to_cover(&mut self, id: u64) {
         let len = (self.words.len() as u64).saturating_mul(BITS);
-        if !may_cover(len, id, self.entries) {
+        if !may_cover(len, id, self.inserted) {
             return;
         }
         let Ok(new_len) = usize::try_from(id / BITS + 1) else {
@@ -294,6 +295,10 @@ mod tests {
         assert!(set.words.iter().all(|word| *word == 0));
         assert!(!set.contains(64) && !set.contains(u64::MAX));
         assert!(set.insert(90_000), "an id near the old ones is dense again");
-        assert!(set.sparse.is_empty());
+        assert!(
+            set.insert(150_000),
+            "past the old dense part, within what was inserted before the clear"
+        );
+        assert!(set.sparse.is_empty(), "refilling after a clear stays dense");
     }
 }
