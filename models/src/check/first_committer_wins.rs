@@ -65,14 +65,12 @@ impl FirstCommitterWins {
         }
     }
 
-    pub(crate) fn on_recovered(&mut self, log: &[LogEntry]) {
+    /// A recovery exposed `log`, whose page state is `replayed`.
+    pub(crate) fn on_recovered(&mut self, log: &[LogEntry], replayed: &PageStore) {
         if log.len() as u64 == self.lineage_len {
             return;
         }
-        self.store = PageStore::new();
-        for entry in log {
-            self.store.apply(entry.seq, &entry.writes);
-        }
+        self.store.clone_from(replayed);
         self.lineage_len = log.len() as u64;
     }
 }
