@@ -37,24 +37,31 @@ impl<V> Default for IdMap<V> {
     }
 }
 
-/// Whether a dense part of `len` slots may grow to cover `id` in a table
-/// that saw `inserted` inserts (not counting the one under way).
-fn may_cover(len: u64, id: u64, inserted: u64) -> bool {
-    id >= len
-        && id
-            < inserted
-                .saturating_add(1)
-                .saturating_mul(2)
-                .saturating_add(DENSE_SLACK)
+/// The length a dense part of `len` slots grows to so that it covers `id`,
+/// in a table that saw `inserted` inserts (not counting the one under way);
+/// `None` when `id` must stay sparse. It at least doubles, so filling ids in
+/// order grows it rarely, and never past `2 · (inserted + 1) + DENSE_SLACK`.
+fn grown_len(len: u64, id: u64, inserted: u64) -> Option<usize> {
+    let limit = inserted
+        .saturating_add(1)
+        .saturating_mul(2)
+        .saturating_add(DENSE_SLACK);
+    if id < len || id >= limit {
+        return None;
+    }
+    let doubled = len.saturating_mul(2).min(limit);
+    usize::try_from(id.saturating_add(1).max(doubled)).ok()
 }
 
 impl<V> IdMap<V> {
+    #[inline]
     fn dense_index(&self, id: u64) -> Option<usize> {
         let index = usize::try_from(id).ok()?;
         (index < self.dense.len()).then_some(index)
     }
 
     /// The value for `id`, if any.
+    #[inline]
     pub(crate) fn get(&self, id: u64) -> Option<&V> {
         match self.dense_index(id) {
             Some(index) => self.dense.get(index).and_then(Option::as_ref),
@@ -63,6 +70,7 @@ impl<V> IdMap<V> {
     }
 
     /// The value for `id`, mutably, if any.
+    #[inline]
     pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut V> {
         match self.dense_index(id) {
             Some(index) => self.dense.get_mut(index).and_then(Option::as_mut),
@@ -71,13 +79,17 @@ impl<V> IdMap<V> {
     }
 
     /// Whether `id` has a value.
+    #[inline]
     pub(crate) fn contains(&self, id: u64) -> bool {
         self.get(id).is_some()
     }
 
     /// Set the value for `id`, returning the previous one.
+    #[inline]
     pub(crate) fn insert(&mut self, id: u64, value: V) -> Option<V> {
-        self.grow_to_cover(id);
+        if self.dense_index(id).is_none() {
+            self.grow_to_cover(id);
+        }
         let previous = match self.dense_index(id) {
             Some(index) => self
                 .dense
@@ -92,8 +104,11 @@ impl<V> IdMap<V> {
     }
 
     /// The value for `id`, inserting `make()` first when absent.
+    #[inline]
     pub(crate) fn get_or_insert_with(&mut self, id: u64, make: impl FnOnce() -> V) -> &mut V {
-        self.grow_to_cover(id);
+        if self.dense_index(id).is_none() {
+            self.grow_to_cover(id);
+        }
         let dense_index = self.dense_index(id);
         let inserted = &mut self.inserted;
         let make = || {
@@ -117,28 +132,19 @@ impl<V> IdMap<V> {
     }
 
     fn grow_to_cover(&mut self, id: u64) {
-        if !may_cover(self.dense.len() as u64, id, self.inserted) {
-            return;
-        }
-        let Ok(new_len) = usize::try_from(id.saturating_add(1)) else {
+        let Some(new_len) = grown_len(self.dense.len() as u64, id, self.inserted) else {
             return;
         };
         self.dense.resize_with(new_len, || None);
-        if self.sparse.is_empty() {
-            return;
-        }
         // Keep "every id below dense.len() lives in dense" true.
-        let moved: Vec<u64> = self
-            .sparse
-            .range(..id.saturating_add(1))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in moved {
-            if let (Some(value), Ok(index)) = (self.sparse.remove(&key), usize::try_from(key)) {
-                if let Some(slot) = self.dense.get_mut(index) {
-                    *slot = Some(value);
-                }
-            }
+        while let Some(entry) = self.sparse.first_entry() {
+            let Some(slot) = usize::try_from(*entry.key())
+                .ok()
+                .and_then(|index| self.dense.get_mut(index))
+            else {
+                break;
+            };
+            *slot = Some(entry.remove());
         }
     }
 }
@@ -167,14 +173,18 @@ const BITS: u64 = u64::BITS as u64;
 
 impl IdSet {
     /// The word index and bit mask of `id` when it is in the dense part.
+    #[inline]
     fn dense_slot(&self, id: u64) -> Option<(usize, u64)> {
         let index = usize::try_from(id / BITS).ok()?;
         (index < self.words.len()).then(|| (index, 1_u64 << (id % BITS)))
     }
 
     /// Add `id`; returns whether it was new.
+    #[inline]
     pub(crate) fn insert(&mut self, id: u64) -> bool {
-        self.grow_to_cover(id);
+        if self.dense_slot(id).is_none() {
+            self.grow_to_cover(id);
+        }
         let new = match self.dense_slot(id) {
             Some((index, mask)) => self.set_bit(index, mask),
             None => self.sparse.insert(id),
@@ -184,6 +194,7 @@ impl IdSet {
     }
 
     /// Whether `id` is present.
+    #[inline]
     pub(crate) fn contains(&self, id: u64) -> bool {
         match self.dense_slot(id) {
             Some((index, mask)) => self.words.get(index).is_some_and(|word| word & mask != 0),
@@ -201,6 +212,7 @@ impl IdSet {
         self.sparse.clear();
     }
 
+    #[inline]
     fn set_bit(&mut self, index: usize, mask: u64) -> bool {
         let Some(word) = self.words.get_mut(index) else {
             return false;
@@ -214,24 +226,18 @@ impl IdSet {
     }
 
     fn grow_to_cover(&mut self, id: u64) {
-        let len = (self.words.len() as u64).saturating_mul(BITS);
-        if !may_cover(len, id, self.inserted) {
-            return;
-        }
-        let Ok(new_len) = usize::try_from(id / BITS + 1) else {
+        let bits = (self.words.len() as u64).saturating_mul(BITS);
+        let Some(new_bits) = grown_len(bits, id, self.inserted) else {
             return;
         };
-        self.words.resize(new_len, 0);
+        self.words.resize(new_bits.div_ceil(BITS as usize), 0);
         // Keep "every id the dense part covers lives in it" true.
-        let covered = (new_len as u64).saturating_mul(BITS);
         while let Some(first) = self.sparse.first().copied() {
-            if first >= covered {
+            let Some((index, mask)) = self.dense_slot(first) else {
                 break;
-            }
+            };
             self.sparse.pop_first();
-            if let Some((index, mask)) = self.dense_slot(first) {
-                self.set_bit(index, mask);
-            }
+            self.set_bit(index, mask);
         }
     }
 }

@@ -38,17 +38,20 @@ impl<V> Default for WindowMap<V> {
 }
 
 impl<V> WindowMap<V> {
+    #[inline]
     fn slot_index(&self, id: u64) -> Option<usize> {
         let offset = usize::try_from(id.checked_sub(self.base)?).ok()?;
         (offset < self.slots.len()).then_some(offset)
     }
 
     /// The first id past the window (`None`: past `u64::MAX`).
+    #[inline]
     fn end(&self) -> Option<u64> {
         self.base.checked_add(self.slots.len() as u64)
     }
 
     /// The value for `id`, if any.
+    #[inline]
     pub(crate) fn get(&self, id: u64) -> Option<&V> {
         match self.slot_index(id) {
             Some(index) => self.slots.get(index).and_then(Option::as_ref),
@@ -57,6 +60,7 @@ impl<V> WindowMap<V> {
     }
 
     /// The value for `id`, mutably, if any.
+    #[inline]
     pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut V> {
         match self.slot_index(id) {
             Some(index) => self.slots.get_mut(index).and_then(Option::as_mut),
@@ -65,11 +69,13 @@ impl<V> WindowMap<V> {
     }
 
     /// Whether `id` has a value.
+    #[inline]
     pub(crate) fn contains(&self, id: u64) -> bool {
         self.get(id).is_some()
     }
 
     /// Set the value for `id`, returning the previous one.
+    #[inline]
     pub(crate) fn insert(&mut self, id: u64, value: V) -> Option<V> {
         if let Some(index) = self.slot_index(id) {
             return self
@@ -85,14 +91,22 @@ impl<V> WindowMap<V> {
         }
         match self.end() {
             Some(end) if id >= end && id - end <= GAP_MAX => {
-                self.extend_to(end, id);
-                self.slots.back_mut().and_then(|slot| slot.replace(value))
+                if !self.sparse.is_empty() {
+                    self.extend_to(end, id);
+                    return self.slots.back_mut().and_then(|slot| slot.replace(value));
+                }
+                for _ in end..id {
+                    self.slots.push_back(None);
+                }
+                self.slots.push_back(Some(value));
+                None
             }
             _ => self.sparse.insert(id, value),
         }
     }
 
     /// Remove and return the value for `id`.
+    #[inline]
     pub(crate) fn remove(&mut self, id: u64) -> Option<V> {
         let Some(index) = self.slot_index(id) else {
             return self.sparse.remove(&id);
@@ -131,15 +145,11 @@ impl<V> WindowMap<V> {
 
     /// Grow the window from `end` to cover `id` (its new last slot),
     /// moving sparse entries it now covers into their slots.
+    #[cold]
     fn extend_to(&mut self, end: u64, id: u64) {
         let mut next = end;
         loop {
-            let value = if self.sparse.is_empty() {
-                None
-            } else {
-                self.sparse.remove(&next)
-            };
-            self.slots.push_back(value);
+            self.slots.push_back(self.sparse.remove(&next));
             if next == id {
                 break;
             }
