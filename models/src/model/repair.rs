@@ -46,7 +46,7 @@ pub enum Stage {
 }
 
 /// A break of the lifecycle.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepairBreach {
     /// Per-commit event numbers must go 1, 2, 3, …
     EventOutOfSequence {
@@ -89,11 +89,13 @@ impl RepairLifecycle {
     }
 
     /// The current stage.
+    #[inline]
     pub fn stage(&self) -> Stage {
         self.stage
     }
 
     /// The state `repair_state_for(seq)` should report now.
+    #[inline]
     pub fn state(&self) -> RepairState {
         match self.stage {
             Stage::Unknown | Stage::Durable | Stage::AckedWithoutRepair => {
@@ -116,27 +118,30 @@ impl RepairLifecycle {
         }
     }
 
-    /// Apply event number `event_seq`.
-    pub fn apply(&mut self, event_seq: u32, event: RepairEventKind) -> Vec<RepairBreach> {
-        let mut breaches = Vec::new();
+    /// Apply event number `event_seq`; returns what it broke: its
+    /// numbering, its place in the lifecycle, or both (in that order).
+    #[inline]
+    pub fn apply(&mut self, event_seq: u32, event: RepairEventKind) -> [Option<RepairBreach>; 2] {
         let expected = self.events_seen.saturating_add(1);
-        if event_seq != expected {
-            breaches.push(RepairBreach::EventOutOfSequence {
-                expected,
-                got: event_seq,
-            });
-        }
+        let numbering = (event_seq != expected).then_some(RepairBreach::EventOutOfSequence {
+            expected,
+            got: event_seq,
+        });
         self.events_seen = self.events_seen.max(event_seq);
-        match self.next_stage(event) {
-            Some(next) => self.stage = next,
-            None => breaches.push(RepairBreach::UnexpectedEvent {
+        let order = match self.next_stage(event) {
+            Some(next) => {
+                self.stage = next;
+                None
+            }
+            None => Some(RepairBreach::UnexpectedEvent {
                 stage: self.stage,
                 event,
             }),
-        }
-        breaches
+        };
+        [numbering, order]
     }
 
+    #[inline]
     fn next_stage(&self, event: RepairEventKind) -> Option<Stage> {
         use RepairEventKind as E;
         let recovered = self.crashed_while_open;
@@ -215,6 +220,14 @@ pub fn verify_symbols(symbols: &RepairSymbols) -> Result<(), ParityError> {
             got: symbols.parity.len(),
         });
     }
+    if shard_size <= WORD {
+        // One word per shard: no buffer at all.
+        let recomputed = symbols
+            .systematic
+            .chunks(shard_size)
+            .fold(0, |word, shard| word ^ le_word(shard));
+        return parity_matches(0, recomputed, &symbols.parity);
+    }
     let words = shard_size.div_ceil(WORD);
     let mut on_stack = [0_u64; STACK_SHARD_BYTES / WORD];
     let mut on_heap = Vec::new();
@@ -235,15 +248,22 @@ pub fn verify_symbols(symbols: &RepairSymbols) -> Result<(), ParityError> {
         .zip(symbols.parity.chunks(WORD))
         .enumerate()
     {
-        let difference = word ^ le_word(bytes);
-        if difference != 0 {
-            let byte = (difference.trailing_zeros() / 8) as usize;
-            return Err(ParityError::ParityMismatch {
-                offset: index * WORD + byte,
-            });
-        }
+        parity_matches(index, *word, bytes)?;
     }
     Ok(())
+}
+
+/// Compare word `index` of the recomputed parity with the recorded bytes.
+#[inline]
+fn parity_matches(index: usize, recomputed: u64, recorded: &[u8]) -> Result<(), ParityError> {
+    let difference = recomputed ^ le_word(recorded);
+    if difference == 0 {
+        return Ok(());
+    }
+    let byte = (difference.trailing_zeros() / 8) as usize;
+    Err(ParityError::ParityMismatch {
+        offset: index * WORD + byte,
+    })
 }
 
 /// Bytes per word of the parity computation.
@@ -253,16 +273,14 @@ const WORD: usize = 8;
 pub const STACK_SHARD_BYTES: usize = 256;
 
 /// Up to [`WORD`] bytes as a little-endian word, zero-padded.
+#[inline]
 fn le_word(bytes: &[u8]) -> u64 {
     match <[u8; WORD]>::try_from(bytes) {
         Ok(full) => u64::from_le_bytes(full),
-        Err(_) => {
-            let mut padded = [0_u8; WORD];
-            for (slot, byte) in padded.iter_mut().zip(bytes) {
-                *slot = *byte;
-            }
-            u64::from_le_bytes(padded)
-        }
+        Err(_) => bytes
+            .iter()
+            .rev()
+            .fold(0, |word, byte| word << 8 | u64::from(*byte)),
     }
 }
 
@@ -275,7 +293,12 @@ mod tests {
         let mut lifecycle = RepairLifecycle::new();
         let mut breaches = Vec::new();
         for (index, event) in events.iter().enumerate() {
-            breaches.extend(lifecycle.apply(index as u32 + 1, *event));
+            breaches.extend(
+                lifecycle
+                    .apply(index as u32 + 1, *event)
+                    .into_iter()
+                    .flatten(),
+            );
         }
         (lifecycle, breaches)
     }
@@ -315,8 +338,8 @@ mod tests {
         ]);
         lifecycle.crash();
         assert_eq!(lifecycle.state(), RepairState::Pending);
-        assert!(lifecycle.apply(5, E::RepairStarted).is_empty());
-        assert!(lifecycle.apply(6, E::RepairCompleted).is_empty());
+        assert_eq!(lifecycle.apply(5, E::RepairStarted), [None, None]);
+        assert_eq!(lifecycle.apply(6, E::RepairCompleted), [None, None]);
     }
 
     #[test]
@@ -332,10 +355,13 @@ mod tests {
         let mut lifecycle = RepairLifecycle::new();
         assert_eq!(
             lifecycle.apply(2, E::CommitDurable),
-            vec![RepairBreach::EventOutOfSequence {
-                expected: 1,
-                got: 2
-            }]
+            [
+                Some(RepairBreach::EventOutOfSequence {
+                    expected: 1,
+                    got: 2
+                }),
+                None
+            ]
         );
         let (_, breaches) = run(&[
             E::CommitDurable,
