@@ -222,10 +222,12 @@ pub fn verify_symbols(symbols: &RepairSymbols) -> Result<(), ParityError> {
     }
     if shard_size <= WORD {
         // One word per shard: no buffer at all.
-        let recomputed = symbols
-            .systematic
-            .chunks(shard_size)
-            .fold(0, |word, shard| word ^ le_word(shard));
+        let mut shards = symbols.systematic.chunks_exact(shard_size);
+        let mut recomputed = 0;
+        for shard in &mut shards {
+            recomputed ^= le_word(shard);
+        }
+        recomputed ^= le_word(shards.remainder());
         return parity_matches(0, recomputed, &symbols.parity);
     }
     let words = shard_size.div_ceil(WORD);
@@ -275,12 +277,22 @@ pub const STACK_SHARD_BYTES: usize = 256;
 /// Up to [`WORD`] bytes as a little-endian word, zero-padded.
 #[inline]
 fn le_word(bytes: &[u8]) -> u64 {
-    match <[u8; WORD]>::try_from(bytes) {
-        Ok(full) => u64::from_le_bytes(full),
-        Err(_) => bytes
-            .iter()
-            .rev()
-            .fold(0, |word, byte| word << 8 | u64::from(*byte)),
+    let len = bytes.len();
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|four| <[u8; 4]>::try_from(four).ok())
+            .map_or(0, |four| u64::from(u32::from_le_bytes(four)))
+    };
+    let byte_at = |at: usize| bytes.get(at).map_or(0, |byte| u64::from(*byte));
+    match len {
+        0 => 0,
+        // Two, possibly overlapping, 4-byte reads: the overlap ORs equal bytes.
+        4..=7 => u32_at(0) | u32_at(len - 4) << ((len - 4) * 8),
+        1..=3 => {
+            byte_at(0) | byte_at(len / 2) << (len / 2 * 8) | byte_at(len - 1) << ((len - 1) * 8)
+        }
+        _ => <[u8; WORD]>::try_from(bytes).map_or(0, u64::from_le_bytes),
     }
 }
 
