@@ -6,16 +6,15 @@
 //!
 //! Ids in `base .. base + slots.len()` live in a `VecDeque`; every other id
 //! lives in a `BTreeMap`, so each id has exactly one home. The window grows
-//! at the back only, by at most [`GAP_MAX`] empty slots per insert (an id
-//! further ahead, or behind the window, goes to the `BTreeMap`; extending
-//! over sparse ids migrates them), and it drops empty slots at the front as
-//! entries are removed. So an adversarial history costs `O(GAP_MAX)` per
+//! at either end by at most [`GAP_MAX`] empty slots per insert (an id
+//! further away goes to the `BTreeMap`; extending over sparse ids migrates
+//! them), and it drops empty slots at the front as entries are removed. So an adversarial history costs `O(GAP_MAX)` per
 //! insert at worst and never more memory than that, while the ids real
 //! histories use stay on the fast path. Iteration is in key order.
 
 use std::collections::{BTreeMap, VecDeque};
 
-/// How many empty slots one insert may add at the back of the window.
+/// How many empty slots one insert may add at either end of the window.
 const GAP_MAX: u64 = 64;
 
 /// Ordered `u64 → V` map; see the module docs.
@@ -101,6 +100,11 @@ impl<V> WindowMap<V> {
                 self.slots.push_back(Some(value));
                 None
             }
+            _ if id < self.base && self.base - id <= GAP_MAX => {
+                // A little behind the window (ids need not arrive in order).
+                self.extend_front_to(id);
+                self.slots.front_mut().and_then(|slot| slot.replace(value))
+            }
             _ => self.sparse.insert(id, value),
         }
     }
@@ -143,6 +147,20 @@ impl<V> WindowMap<V> {
             .chain(above.into_iter().flatten().map(|(id, value)| (*id, value)))
     }
 
+    /// Grow the window back to `id` (its new first slot), moving sparse
+    /// entries it now covers into their slots.
+    fn extend_front_to(&mut self, id: u64) {
+        while self.base > id {
+            self.base -= 1;
+            let value = if self.sparse.is_empty() {
+                None
+            } else {
+                self.sparse.remove(&self.base)
+            };
+            self.slots.push_front(value);
+        }
+    }
+
     /// Grow the window from `end` to cover `id` (its new last slot),
     /// moving sparse entries it now covers into their slots.
     #[cold]
@@ -165,28 +183,32 @@ mod tests {
     #[test]
     fn the_window_follows_live_ids_and_strays_stay_sparse() {
         let mut map = WindowMap::default();
-        for id in 10..20_u64 {
+        for id in 100..110_u64 {
             assert_eq!(map.insert(id, id * 2), None);
         }
-        assert_eq!(map.insert(5, 0), None, "behind the window: sparse");
+        assert_eq!(map.insert(95, 0), None, "just behind: the front grows");
+        assert_eq!((map.base, map.slots.len()), (95, 15));
+        assert_eq!(map.remove(95), Some(0), "and slides back");
+        assert_eq!((map.base, map.slots.len()), (100, 10));
+        assert_eq!(map.insert(20, 0), None, "far behind: sparse");
         assert_eq!(map.insert(1_000, 1), None, "far ahead: sparse");
         assert_eq!(map.insert(u64::MAX, 2), None);
         assert_eq!(map.slots.len(), 10);
-        for id in 10..18 {
+        for id in 100..108 {
             assert_eq!(map.remove(id), Some(id * 2));
         }
-        assert_eq!((map.base, map.slots.len()), (18, 2), "the front slid");
-        assert_eq!(map.insert(19, 7), Some(38));
+        assert_eq!((map.base, map.slots.len()), (108, 2), "the front slid");
+        assert_eq!(map.insert(109, 7), Some(218));
         let keys: Vec<u64> = map.iter().map(|(id, _)| id).collect();
-        assert_eq!(keys, vec![5, 18, 19, 1_000, u64::MAX]);
-        assert_eq!(map.get(5), Some(&0));
-        assert_eq!(map.remove(18), Some(36));
-        assert_eq!(map.remove(19), Some(7));
+        assert_eq!(keys, vec![20, 108, 109, 1_000, u64::MAX]);
+        assert_eq!(map.get(20), Some(&0));
+        assert_eq!(map.remove(108), Some(216));
+        assert_eq!(map.remove(109), Some(7));
         assert!(map.slots.is_empty());
         let keys: Vec<u64> = map.iter().map(|(id, _)| id).collect();
         assert_eq!(
             keys,
-            vec![5, 1_000, u64::MAX],
+            vec![20, 1_000, u64::MAX],
             "an empty window hides nothing"
         );
     }
@@ -213,5 +235,19 @@ mod tests {
         assert_eq!(start_over.insert(300, 'z'), Some('y'), "found in sparse");
         assert_eq!(start_over.iter().collect::<Vec<_>>(), vec![(300, &'z')]);
         assert!(start_over.sparse.is_empty());
+        start_over.insert(200, 'w');
+        assert!(
+            start_over.sparse.contains_key(&200),
+            "more than GAP_MAX behind"
+        );
+        start_over.insert(250, 'v');
+        start_over.insert(201, 'u');
+        assert_eq!(start_over.base, 201, "the front grew back twice");
+        assert!(start_over.sparse.contains_key(&200));
+        start_over.insert(199, 't');
+        assert!(start_over.sparse.is_empty(), "growing over 200 moved it in");
+        assert_eq!(start_over.get(200), Some(&'w'));
+        let keys: Vec<u64> = start_over.iter().map(|(id, _)| id).collect();
+        assert_eq!(keys, vec![199, 200, 201, 250, 300]);
     }
 }
