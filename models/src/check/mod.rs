@@ -142,8 +142,8 @@ impl<'h> Driver<'h> {
                 self.ops.on_invoke(time, *op, *process, call, report)
             }
             EventKind::Complete { op, outcome } => {
-                let read_page = self.ops.read_page(*op);
-                self.ops
+                let read_page = self
+                    .ops
                     .on_complete(time, *op, outcome, &self.phases, report);
                 self.batches.on_complete(time, *op, outcome, report);
                 self.retries.on_complete(time, *op, outcome, report);
@@ -221,11 +221,11 @@ impl<'h> Driver<'h> {
             }
             EventKind::Recovered(recovery) => {
                 let log = &recovery.log;
-                self.batches.on_recovered(time, log);
                 let state = recovery.state.as_deref();
                 self.log
                     .on_recovered(time, log, state, recovery.corruption_reported_from, report);
                 let extends_previous = self.log.model().extends_previous();
+                self.batches.on_recovered(time, log, extends_previous);
                 self.state
                     .on_recovered(time, log, extends_previous, state, report);
                 self.fcw.on_recovered(log, self.state.replayed());

@@ -311,14 +311,15 @@ impl<'h> DurableLog<'h> {
         if let Some((previous_at, previous_log, previous_state)) = self.last_recovery {
             if !self.appended_since_recovery {
                 // Same durable state as last time: the answer must not change.
-                let difference = if previous_log != log {
+                let same_log = previous_log == log;
+                let difference = if !same_log {
                     Some(describe_log_difference(previous_log, log))
                 } else if previous_state != state {
                     Some("the recovered page state differs".to_string())
                 } else {
                     None
                 };
-                self.extends_previous = previous_log == log;
+                self.extends_previous = same_log;
                 if let Some(difference) = difference {
                     findings.push(LogFinding::NotIdempotent {
                         previous_at,
