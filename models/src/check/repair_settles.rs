@@ -17,7 +17,7 @@
 //! codes other than single XOR parity.
 
 use crate::history::{CommitSeq, RepairEventKind, RepairState, RepairSymbols, SimTime};
-use crate::id_map::IdMap;
+use crate::id_map::{IdMap, IdSet};
 use crate::model::repair::{verify_symbols, ParityError, RepairBreach, RepairLifecycle};
 use crate::violation::InvariantId;
 
@@ -27,7 +27,8 @@ use super::{Phases, Report};
 #[derive(Debug, Default)]
 pub(crate) struct RepairSettles {
     commits: IdMap<RepairLifecycle>,
-    settled: IdMap<RepairState>,
+    /// Commits with a settled record.
+    settled: IdSet,
     /// Commits that entered `Pending` since the last crash (a crash must
     /// reach every open repair without scanning every commit).
     opened_since_crash: Vec<CommitSeq>,
@@ -77,7 +78,7 @@ impl RepairSettles {
         symbols: Option<&RepairSymbols>,
         report: &mut Report,
     ) {
-        if self.settled.insert(commit_seq, state).is_some() {
+        if !self.settled.insert(commit_seq) {
             report.add(
                 InvariantId::D9,
                 time,
