@@ -24,6 +24,7 @@ mod id_map;
 pub mod model;
 pub mod reference;
 pub mod violation;
+mod window_map;
 
 pub use check::{check, check_invariant};
 pub use history::*;

@@ -22,6 +22,7 @@ use crate::history::{
 };
 use crate::id_map::{IdMap, IdSet};
 use crate::violation::{InvariantId, Secs};
+use crate::window_map::WindowMap;
 
 use super::Report;
 
@@ -52,7 +53,7 @@ struct BatchSlot<'h> {
 /// reported, except fsyncs, which cannot make its publication worse).
 #[derive(Debug, Default)]
 pub(crate) struct BatchPhases<'h> {
-    batches: IdMap<BatchSlot<'h>>,
+    batches: WindowMap<BatchSlot<'h>>,
     published: IdSet,
     epoch: u64,
     /// Latest publication per op: (attempt, commit seq, time).
@@ -64,6 +65,20 @@ pub(crate) struct BatchPhases<'h> {
     /// as a publication does (a client that lost the response, retried and
     /// was told `receipt-exists` learns its commit this way).
     recovered_by_op: IdMap<(CommitSeq, SimTime)>,
+    /// What the last recovery's log taught: its length, and whether one of
+    /// its event ids belonged to no write then.
+    last_log: RecoveredLogSeen,
+    /// Whether `op_by_event` changed since the last recovery: a new event
+    /// id, or an event id moved to another op.
+    mapped_since_recovery: bool,
+    remapped_since_recovery: bool,
+}
+
+/// See [`BatchPhases::on_recovered`].
+#[derive(Debug, Default, Clone, Copy)]
+struct RecoveredLogSeen {
+    len: usize,
+    had_unowned_event: bool,
 }
 
 fn ops_of(requests: &[BatchRequest]) -> Vec<OpId> {
@@ -257,21 +272,50 @@ impl<'h> BatchPhases<'h> {
 
     /// A write op carrying `event_id` was invoked.
     pub(crate) fn on_write_invoked(&mut self, op: OpId, event_id: EventId) {
-        self.op_by_event.insert(event_id, op);
+        self.mapped_since_recovery = true;
+        if self
+            .op_by_event
+            .insert(event_id, op)
+            .is_some_and(|previous| previous != op)
+        {
+            self.remapped_since_recovery = true;
+        }
     }
 
-    /// A recovery exposed `log`.
-    pub(crate) fn on_recovered(&mut self, time: SimTime, log: &[LogEntry]) {
-        for entry in log {
-            let Some(op) = entry
-                .event_id
-                .and_then(|e| self.op_by_event.get(e).copied())
-            else {
+    /// A recovery exposed `log`, which begins with the previous recovery's
+    /// log when `extends_previous`.
+    ///
+    /// Walking that common prefix again changes nothing unless an event id
+    /// in it now names another op than it did then. That needs a remapped
+    /// event id, or a new one that the previous log already held (then it
+    /// held an event id that belonged to no write): otherwise only the new
+    /// entries are walked.
+    pub(crate) fn on_recovered(&mut self, time: SimTime, log: &[LogEntry], extends_previous: bool) {
+        let prefix_unchanged = extends_previous
+            && !self.remapped_since_recovery
+            && !(self.last_log.had_unowned_event && self.mapped_since_recovery);
+        let (to_walk, had_unowned_event) = match log.get(self.last_log.len..) {
+            Some(new_entries) if prefix_unchanged => (new_entries, self.last_log.had_unowned_event),
+            _ => (log, false),
+        };
+        let mut unowned = had_unowned_event;
+        for entry in to_walk {
+            let Some(event_id) = entry.event_id else {
+                continue;
+            };
+            let Some(op) = self.op_by_event.get(event_id).copied() else {
+                unowned = true;
                 continue;
             };
             self.recovered_by_op
                 .get_or_insert_with(op, || (entry.seq, time));
         }
+        self.last_log = RecoveredLogSeen {
+            len: log.len(),
+            had_unowned_event: unowned,
+        };
+        self.mapped_since_recovery = false;
+        self.remapped_since_recovery = false;
     }
 
     pub(crate) fn on_crash(&mut self) {
@@ -347,5 +391,48 @@ impl<'h> BatchPhases<'h> {
                 ),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: CommitSeq, event_id: EventId) -> LogEntry {
+        LogEntry {
+            seq,
+            txn_id: seq,
+            event_id: Some(event_id),
+            writes: vec![],
+        }
+    }
+
+    #[test]
+    fn an_event_id_that_changes_owner_is_credited_by_the_next_recovery() {
+        let log = vec![entry(1, 7)];
+        let longer = vec![entry(1, 7), entry(2, 8)];
+        let mut batches = BatchPhases::default();
+        batches.on_recovered(10, &log, true);
+        assert!(
+            batches.recovered_by_op.get(3).is_none(),
+            "event 7 has no op"
+        );
+        batches.on_write_invoked(3, 7);
+        batches.on_write_invoked(5, 8);
+        batches.on_recovered(20, &longer, true);
+        assert_eq!(
+            batches.recovered_by_op.get(3),
+            Some(&(1, 20)),
+            "the common prefix is walked again: it held an unowned event id"
+        );
+        assert_eq!(batches.recovered_by_op.get(5), Some(&(2, 20)));
+        batches.on_write_invoked(4, 7);
+        batches.on_recovered(30, &longer, true);
+        assert_eq!(
+            batches.recovered_by_op.get(4),
+            Some(&(1, 30)),
+            "event 7 moved to op 4"
+        );
+        assert_eq!(batches.recovered_by_op.get(3), Some(&(1, 20)));
     }
 }

@@ -57,12 +57,7 @@ impl Channels {
     ) -> Option<&mut TwoPhaseChannel> {
         let found = self.channels.get_mut(&channel);
         if found.is_none() {
-            report.add(
-                InvariantId::D12,
-                time,
-                vec![],
-                format!("malformed history: channel {channel} is used but not declared (since the last crash)"),
-            );
+            undeclared(time, channel, report);
         }
         found
     }
@@ -74,10 +69,12 @@ impl Channels {
         permit: PermitSeq,
         report: &mut Report,
     ) {
-        if let Some(model) = self.channel(time, channel, report) {
-            for breach in model.reserve(permit) {
-                explain(time, channel, permit, breach, report);
-            }
+        if let Some(model) = self.channels.get_mut(&channel) {
+            model.reserve(permit, |breach| {
+                explain(time, channel, permit, breach, report)
+            });
+        } else {
+            undeclared(time, channel, report);
         }
     }
 
@@ -144,6 +141,18 @@ impl Channels {
     }
 }
 
+#[cold]
+fn undeclared(time: SimTime, channel: ChannelId, report: &mut Report) {
+    report.add(
+        InvariantId::D12,
+        time,
+        vec![],
+        format!(
+            "malformed history: channel {channel} is used but not declared (since the last crash)"
+        ),
+    );
+}
+
 fn describe(state: Option<PermitState>) -> &'static str {
     match state {
         None => "never reserved",
@@ -154,6 +163,7 @@ fn describe(state: Option<PermitState>) -> &'static str {
     }
 }
 
+#[cold]
 fn explain(
     time: SimTime,
     channel: ChannelId,

@@ -37,13 +37,13 @@ impl FirstCommitterWins {
     ) {
         for request in requests.iter().filter(|r| r.verdict == Verdict::Valid) {
             let seq = self.lineage_len.saturating_add(1);
-            let ops: Vec<_> = request.origin.map(|o| o.op).into_iter().collect();
+            let ops = || request.origin.map(|o| o.op).into_iter().collect();
             let snapshot = request.snapshot_seq;
             if snapshot >= seq {
                 report.add(
                     InvariantId::D8,
                     time,
-                    ops,
+                    ops(),
                     format!(
                         "commit seq {seq} (txn {}) claims snapshot {snapshot}, which is not before its own commit",
                         request.txn_id
@@ -53,7 +53,7 @@ impl FirstCommitterWins {
                 report.add(
                     InvariantId::D8,
                     time,
-                    ops,
+                    ops(),
                     format!(
                         "commit seq {seq} (txn {}) writes page {}, which commit seq {} wrote after its snapshot {snapshot}: the first committer must win",
                         request.txn_id, conflict.page, conflict.winner
@@ -65,14 +65,12 @@ impl FirstCommitterWins {
         }
     }
 
-    pub(crate) fn on_recovered(&mut self, log: &[LogEntry]) {
+    /// A recovery exposed `log`, whose page state is `replayed`.
+    pub(crate) fn on_recovered(&mut self, log: &[LogEntry], replayed: &PageStore) {
         if log.len() as u64 == self.lineage_len {
             return;
         }
-        self.store = PageStore::new();
-        for entry in log {
-            self.store.apply(entry.seq, &entry.writes);
-        }
+        self.store.clone_from(replayed);
         self.lineage_len = log.len() as u64;
     }
 }

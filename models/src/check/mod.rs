@@ -100,7 +100,7 @@ struct Driver<'h> {
     ops: op_lifecycle::OpLifecycle,
     batches: batch_phases::BatchPhases<'h>,
     log: recovered_log::RecoveredLog<'h>,
-    state: recovered_state::RecoveredState,
+    state: recovered_state::RecoveredState<'h>,
     fcw: first_committer_wins::FirstCommitterWins,
     reads: reads::Reads,
     retries: retry_bounded::RetryBounded,
@@ -117,7 +117,7 @@ impl<'h> Driver<'h> {
             ops: op_lifecycle::OpLifecycle::default(),
             batches: batch_phases::BatchPhases::default(),
             log: recovered_log::RecoveredLog::default(),
-            state: recovered_state::RecoveredState,
+            state: recovered_state::RecoveredState::default(),
             fcw: first_committer_wins::FirstCommitterWins::default(),
             reads: reads::Reads::default(),
             retries: retry_bounded::RetryBounded::default(),
@@ -142,8 +142,8 @@ impl<'h> Driver<'h> {
                 self.ops.on_invoke(time, *op, *process, call, report)
             }
             EventKind::Complete { op, outcome } => {
-                let read_page = self.ops.read_page(*op);
-                self.ops
+                let read_page = self
+                    .ops
                     .on_complete(time, *op, outcome, &self.phases, report);
                 self.batches.on_complete(time, *op, outcome, report);
                 self.retries.on_complete(time, *op, outcome, report);
@@ -221,14 +221,14 @@ impl<'h> Driver<'h> {
             }
             EventKind::Recovered(recovery) => {
                 let log = &recovery.log;
-                self.batches.on_recovered(time, log);
                 let state = recovery.state.as_deref();
                 self.log
                     .on_recovered(time, log, state, recovery.corruption_reported_from, report);
-                if let Some(state) = state {
-                    self.state.on_recovered(time, log, state, report);
-                }
-                self.fcw.on_recovered(log);
+                let extends_previous = self.log.model().extends_previous();
+                self.batches.on_recovered(time, log, extends_previous);
+                self.state
+                    .on_recovered(time, log, extends_previous, state, report);
+                self.fcw.on_recovered(log, self.state.replayed());
                 self.reads.on_recovered(time, log, report);
             }
             EventKind::Repair {

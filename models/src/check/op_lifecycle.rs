@@ -21,6 +21,7 @@ use crate::history::{
 };
 use crate::id_map::{IdMap, IdSet};
 use crate::violation::{InvariantId, Secs};
+use crate::window_map::WindowMap;
 
 use super::{liveness, Phases, Report};
 
@@ -48,7 +49,7 @@ pub(crate) struct OpRecord {
 /// one bit behind.
 #[derive(Debug, Default)]
 pub(crate) struct OpLifecycle {
-    open: IdMap<OpRecord>,
+    open: WindowMap<OpRecord>,
     invoked: IdSet,
     completed: IdSet,
     op_of_event: IdMap<OpId>,
@@ -101,6 +102,7 @@ impl OpLifecycle {
         );
     }
 
+    /// Returns the page the operation read, when it was an open read.
     pub(crate) fn on_complete(
         &mut self,
         time: SimTime,
@@ -108,7 +110,7 @@ impl OpLifecycle {
         outcome: &Outcome,
         phases: &Phases,
         report: &mut Report,
-    ) {
+    ) -> Option<PageId> {
         let Some(record) = self.open.remove(op) else {
             let message = if self.completed.contains(op) {
                 format!("op {op} completes twice: a write must end exactly once")
@@ -116,7 +118,7 @@ impl OpLifecycle {
                 format!("malformed history: op {op} completes but was never invoked")
             };
             report.add(InvariantId::D6, time, vec![op], message);
-            return;
+            return None;
         };
         self.completed.insert(op);
         if time < record.invoked_at {
@@ -154,11 +156,7 @@ impl OpLifecycle {
             self.definite_failures.push((op, event_id, time));
         }
         liveness::judge_completion(phases, op, &record, time, ending, report);
-    }
-
-    /// The page an open op reads, if it is a read.
-    pub(crate) fn read_page(&self, op: OpId) -> Option<PageId> {
-        self.open.get(op).and_then(|record| record.read_page)
+        record.read_page
     }
 
     /// Whether `op` is an invoked, not yet completed write.

@@ -8,6 +8,11 @@
 //! version shown was written by a recovered commit with that value
 //! (otherwise a phantom or corrupt page: D3); no page appears twice (D3).
 //!
+//! The page state a log implies is kept from one recovery to the next:
+//! when a recovery's log begins with the previous one's (the durable log
+//! model says so), only the new entries are replayed. The first-committer-
+//! wins checker rebuilds its store from the same replay.
+//!
 //! Does not verify: the log itself (see `recovered_log`), runtime reads
 //! (see `reads`).
 
@@ -20,9 +25,14 @@ use crate::violation::{InvariantId, Secs};
 
 use super::Report;
 
-/// Stateless: each recovery is judged on its own.
+/// Each recovery is judged on its own; only the replay carries over.
 #[derive(Debug, Default)]
-pub(crate) struct RecoveredState;
+pub(crate) struct RecoveredState<'h> {
+    /// The page state `replayed_log` implies.
+    replayed: PageStore,
+    /// The last recovered log.
+    replayed_log: &'h [LogEntry],
+}
 
 /// Finds log entries by seq: by index when numbered 1, 2, 3, …, else
 /// through a map built on first need.
@@ -52,18 +62,46 @@ impl<'a> EntryFinder<'a> {
     }
 }
 
-impl RecoveredState {
+impl<'h> RecoveredState<'h> {
+    /// A recovery exposed `log` (which begins with the previous recovery's
+    /// log when `extends_previous`) and, maybe, a page `state`.
     pub(crate) fn on_recovered(
         &mut self,
+        time: SimTime,
+        log: &'h [LogEntry],
+        extends_previous: bool,
+        state: Option<&[PageVersion]>,
+        report: &mut Report,
+    ) {
+        let new_entries = match log.get(self.replayed_log.len()..) {
+            Some(suffix) if extends_previous => suffix,
+            _ => {
+                self.replayed = PageStore::new();
+                log
+            }
+        };
+        for entry in new_entries {
+            self.replayed.apply(entry.seq, &entry.writes);
+        }
+        self.replayed_log = log;
+        if let Some(state) = state {
+            self.check_state(time, log, state, report);
+        }
+    }
+
+    /// The page state the last recovered log implies.
+    pub(crate) fn replayed(&self) -> &PageStore {
+        &self.replayed
+    }
+
+    fn check_state(
+        &self,
         time: SimTime,
         log: &[LogEntry],
         state: &[PageVersion],
         report: &mut Report,
     ) {
-        let mut replayed = PageStore::new();
-        for entry in log {
-            replayed.apply(entry.seq, &entry.writes);
-        }
+        let replayed = &self.replayed;
         let mut finder = EntryFinder { log, map: None };
         let mut shown = IdSet::default();
         let at = Secs(time);

@@ -11,7 +11,8 @@
 //! back without its symbols. Each
 //! `RepairSettled` record must agree with the events, must not be
 //! `Pending`, and, when `Completed`, must carry symbols whose XOR parity
-//! is recomputed and from which every shard is rebuilt as if lost. When
+//! is recomputed (a matching parity is exactly one from which every shard
+//! is rebuilt as if lost). When
 //! the history has a `Quiescence` marker, a commit whose events leave it
 //! `Pending` is reported even without a settled record.
 //!
@@ -19,7 +20,7 @@
 //! codes other than single XOR parity.
 
 use crate::history::{CommitSeq, RepairEventKind, RepairState, RepairSymbols, SimTime};
-use crate::id_map::IdMap;
+use crate::id_map::{IdMap, IdSet};
 use crate::model::repair::{verify_symbols, ParityError, RepairBreach, RepairLifecycle, Stage};
 use crate::violation::InvariantId;
 
@@ -29,7 +30,8 @@ use super::{Phases, Report};
 #[derive(Debug, Default)]
 pub(crate) struct RepairSettles {
     commits: IdMap<RepairLifecycle>,
-    settled: IdMap<RepairState>,
+    /// Commits with a settled record.
+    settled: IdSet,
     /// Commits that entered `Pending` since the last crash (a crash must
     /// reach every open repair without scanning every commit).
     opened_since_crash: Vec<CommitSeq>,
@@ -39,6 +41,7 @@ pub(crate) struct RepairSettles {
 }
 
 impl RepairSettles {
+    #[inline]
     pub(crate) fn on_event(
         &mut self,
         time: SimTime,
@@ -99,7 +102,7 @@ impl RepairSettles {
         symbols: Option<&RepairSymbols>,
         report: &mut Report,
     ) {
-        if self.settled.insert(commit_seq, state).is_some() {
+        if !self.settled.insert(commit_seq) {
             report.add(
                 InvariantId::D9,
                 time,
@@ -164,9 +167,6 @@ fn describe_parity(error: &ParityError) -> String {
         }
         ParityError::ParityMismatch { offset } => {
             format!("is Completed but its parity does not match the systematic bytes (first at byte {offset})")
-        }
-        ParityError::ShardNotRecoverable { shard } => {
-            format!("is Completed but shard {shard} could not be rebuilt from the parity")
         }
     }
 }

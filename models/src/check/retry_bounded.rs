@@ -16,17 +16,18 @@
 //! computed, how long a commit attempt took.
 
 use crate::history::{AttemptResult, BackoffPolicy, OpId, Outcome, SimTime};
-use crate::id_map::IdMap;
 use crate::model::backoff::{RetryBreach, WriteRetries};
 use crate::violation::{InvariantId, Millis, Secs};
+use crate::window_map::WindowMap;
 
 use super::Report;
 
-/// D11's state: the policy in force and each open write's retries.
+/// D11's state: the policies declared (the last one is in force) and each
+/// open write's retries with the index of the policy it runs under.
 #[derive(Debug, Default)]
 pub(crate) struct RetryBounded {
-    policy: Option<BackoffPolicy>,
-    writes: IdMap<WriteRetries>,
+    policies: Vec<BackoffPolicy>,
+    writes: WindowMap<(u32, WriteRetries)>,
     missing_policy_reported: bool,
 }
 
@@ -45,7 +46,13 @@ impl RetryBounded {
                 ),
             );
         }
-        self.policy = Some(policy);
+        self.policies.push(policy);
+    }
+
+    fn policy(&self, index: u32) -> Option<&BackoffPolicy> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|index| self.policies.get(index))
     }
 
     pub(crate) fn on_attempt_started(
@@ -68,7 +75,7 @@ impl RetryBounded {
             );
             return;
         }
-        let Some(policy) = self.policy else {
+        let Some(in_force) = self.policies.len().checked_sub(1) else {
             if !self.missing_policy_reported {
                 self.missing_policy_reported = true;
                 report.add(
@@ -80,17 +87,24 @@ impl RetryBounded {
             }
             return;
         };
-        let breaches = match self.writes.get_mut(op) {
-            Some(write) => write.start_attempt(time, attempt, delay_before),
-            None => {
-                let (write, breaches) =
-                    WriteRetries::first_attempt(policy, time, attempt, delay_before);
-                self.writes.insert(op, write);
-                breaches
+        let found = |breach| explain(time, op, attempt, breach, report);
+        match self.writes.get_mut(op) {
+            Some((index, write)) => {
+                let policy = usize::try_from(*index)
+                    .ok()
+                    .and_then(|index| self.policies.get(index));
+                if let Some(policy) = policy {
+                    write.start_attempt(policy, time, attempt, delay_before, found);
+                }
             }
-        };
-        for breach in breaches {
-            explain(time, op, attempt, breach, report);
+            None => {
+                let index = u32::try_from(in_force).unwrap_or(u32::MAX);
+                if let Some(policy) = self.policy(index) {
+                    let write =
+                        WriteRetries::first_attempt(policy, time, attempt, delay_before, found);
+                    self.writes.insert(op, (index, write));
+                }
+            }
         }
     }
 
@@ -102,12 +116,12 @@ impl RetryBounded {
         result: &AttemptResult,
         report: &mut Report,
     ) {
-        let breaches = match self.writes.get_mut(op) {
-            Some(write) => write.end_attempt(time, attempt, result),
-            None if self.policy.is_none() => Vec::new(),
-            None => vec![RetryBreach::ResultForNoAttempt { attempt }],
+        let breach = match self.writes.get_mut(op) {
+            Some((_, write)) => write.end_attempt(time, attempt, result),
+            None if self.policies.is_empty() => None,
+            None => Some(RetryBreach::ResultForNoAttempt { attempt }),
         };
-        for breach in breaches {
+        if let Some(breach) = breach {
             explain(time, op, attempt, breach, report);
         }
     }
@@ -119,17 +133,19 @@ impl RetryBounded {
         outcome: &Outcome,
         report: &mut Report,
     ) {
-        let Some(write) = self.writes.remove(op) else {
+        let Some((index, write)) = self.writes.remove(op) else {
             return;
         };
-        if let Outcome::Failed { .. } = outcome {
-            if let Some(breach) = write.failed() {
+        if let (Outcome::Failed { .. }, Some(policy)) = (outcome, self.policy(index)) {
+            if let Some(breach) = write.failed(policy) {
                 explain(time, op, write.attempts(), breach, report);
             }
         }
     }
 }
 
+/// Report one breach (cold: correct writes break nothing).
+#[cold]
 fn explain(time: SimTime, op: OpId, attempt: u32, breach: RetryBreach, report: &mut Report) {
     let message = match breach {
         RetryBreach::AttemptOutOfSequence { expected, got } => {

@@ -57,7 +57,7 @@ impl BackoffPolicy {
 }
 
 /// A break of the backoff contract.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryBreach {
     /// Attempt numbers must go 1, 2, 3, …
     AttemptOutOfSequence {
@@ -142,90 +142,93 @@ enum LastResult {
     Committed { at: SimTime },
 }
 
-/// The retry state of one write under one policy.
+/// The retry state of one write. The policy it runs under (the one in
+/// force at its first attempt) is kept by the caller and passed to each
+/// step, so that a table of writes does not hold a copy per write.
 #[derive(Debug, Clone)]
 pub struct WriteRetries {
-    policy: BackoffPolicy,
     first_started: SimTime,
     attempts: u32,
     last: LastResult,
 }
 
 impl WriteRetries {
-    /// A write whose first attempt starts at `time` with `delay_before`.
+    /// A write whose first attempt starts at `time` with `delay_before`,
+    /// under `policy`; each breach goes to `found`, in order.
+    #[inline]
     pub fn first_attempt(
-        policy: BackoffPolicy,
+        policy: &BackoffPolicy,
         time: SimTime,
         attempt: u32,
         delay_before: SimTime,
-    ) -> (Self, Vec<RetryBreach>) {
-        let mut breaches = Vec::new();
+        mut found: impl FnMut(RetryBreach),
+    ) -> Self {
         if !policy.is_valid() {
-            breaches.push(RetryBreach::InvalidPolicy);
+            found(RetryBreach::InvalidPolicy);
         }
         if attempt != 1 {
-            breaches.push(RetryBreach::AttemptOutOfSequence {
+            found(RetryBreach::AttemptOutOfSequence {
                 expected: 1,
                 got: attempt,
             });
         }
         if delay_before != 0 {
-            breaches.push(RetryBreach::FirstAttemptDelayed {
+            found(RetryBreach::FirstAttemptDelayed {
                 delay: delay_before,
             });
         }
-        let state = Self {
-            policy,
+        Self {
             first_started: time,
             attempts: 1,
             last: LastResult::InFlight,
-        };
-        (state, breaches)
+        }
     }
 
-    /// Attempt `attempt` starts at `time` after sleeping `delay_before`.
+    /// Attempt `attempt` starts at `time` after sleeping `delay_before`;
+    /// each breach goes to `found`, in order.
     pub fn start_attempt(
         &mut self,
+        policy: &BackoffPolicy,
         time: SimTime,
         attempt: u32,
         delay_before: SimTime,
-    ) -> Vec<RetryBreach> {
-        let mut breaches = Vec::new();
+        mut found: impl FnMut(RetryBreach),
+    ) {
         let expected = self.attempts.saturating_add(1);
         if attempt != expected {
-            breaches.push(RetryBreach::AttemptOutOfSequence {
+            found(RetryBreach::AttemptOutOfSequence {
                 expected,
                 got: attempt,
             });
         }
         match self.last {
-            LastResult::InFlight => breaches.push(RetryBreach::AttemptWhilePreviousInFlight {
+            LastResult::InFlight => found(RetryBreach::AttemptWhilePreviousInFlight {
                 in_flight: self.attempts,
             }),
             LastResult::Permanent { at } => {
-                breaches.push(RetryBreach::RetryAfterPermanent { rejected_at: at })
+                found(RetryBreach::RetryAfterPermanent { rejected_at: at })
             }
             LastResult::Committed { at } => {
-                breaches.push(RetryBreach::RetryAfterCommit { committed_at: at })
+                found(RetryBreach::RetryAfterCommit { committed_at: at })
             }
             LastResult::Retryable { at, .. } => {
-                if !self.policy.within_window(self.first_started, at) {
-                    breaches.push(RetryBreach::RetryOutsideWindow {
+                if !policy.within_window(self.first_started, at) {
+                    found(RetryBreach::RetryOutsideWindow {
                         first_started: self.first_started,
                         decided_at: at,
-                        window: self.policy.retry_window,
+                        window: policy.retry_window,
                     });
                 }
-                let (min, max) = self.policy.delay_range(self.attempts);
+                let (min, max) = policy.delay_range(self.attempts);
                 if delay_before < min || delay_before > max {
-                    breaches.push(RetryBreach::DelayOffCurve {
+                    found(RetryBreach::DelayOffCurve {
                         delay: delay_before,
                         min,
                         max,
                     });
                 }
                 if time < at.saturating_add(delay_before) {
-                    breaches.push(RetryBreach::DidNotSleep {
+                    found(RetryBreach::DidNotSleep {
                         previous_result_at: at,
                         delay: delay_before,
                     });
@@ -234,18 +237,18 @@ impl WriteRetries {
         }
         self.attempts = self.attempts.max(attempt);
         self.last = LastResult::InFlight;
-        breaches
     }
 
     /// Attempt `attempt`'s result arrived at `time`.
+    #[inline]
     pub fn end_attempt(
         &mut self,
         time: SimTime,
         attempt: u32,
         result: &AttemptResult,
-    ) -> Vec<RetryBreach> {
+    ) -> Option<RetryBreach> {
         if attempt != self.attempts || self.last != LastResult::InFlight {
-            return vec![RetryBreach::ResultForNoAttempt { attempt }];
+            return Some(RetryBreach::ResultForNoAttempt { attempt });
         }
         self.last = match result {
             AttemptResult::Committed { .. } => LastResult::Committed { at: time },
@@ -265,20 +268,20 @@ impl WriteRetries {
                 transient: false,
             },
         };
-        Vec::new()
+        None
     }
 
     /// The write ended with a failure: was giving up allowed?
-    pub fn failed(&self) -> Option<RetryBreach> {
+    pub fn failed(&self, policy: &BackoffPolicy) -> Option<RetryBreach> {
         match self.last {
             LastResult::Retryable {
                 at,
                 transient: true,
-            } if self.policy.within_window(self.first_started, at) => {
+            } if policy.within_window(self.first_started, at) => {
                 Some(RetryBreach::GaveUpInsideWindow {
                     rejected_at: at,
                     first_started: self.first_started,
-                    window: self.policy.retry_window,
+                    window: policy.retry_window,
                 })
             }
             _ => None,
@@ -307,6 +310,24 @@ mod tests {
         }
     }
 
+    fn first(policy: &BackoffPolicy) -> (WriteRetries, Vec<RetryBreach>) {
+        let mut found = Vec::new();
+        let write = WriteRetries::first_attempt(policy, 0, 1, 0, |breach| found.push(breach));
+        (write, found)
+    }
+
+    fn start(
+        write: &mut WriteRetries,
+        policy: &BackoffPolicy,
+        time: SimTime,
+        attempt: u32,
+        delay: SimTime,
+    ) -> Vec<RetryBreach> {
+        let mut found = Vec::new();
+        write.start_attempt(policy, time, attempt, delay, |breach| found.push(breach));
+        found
+    }
+
     #[test]
     fn nominal_curve_matches_spec_02() {
         let policy = spec_policy();
@@ -325,18 +346,23 @@ mod tests {
     #[test]
     fn retries_inside_the_window_on_the_curve_are_accepted() {
         let policy = spec_policy();
-        let (mut write, breaches) = WriteRetries::first_attempt(policy, 0, 1, 0);
+        let (mut write, breaches) = first(&policy);
         assert!(breaches.is_empty());
         let conflict = AttemptResult::Rejected {
             class: RejectionClass::Transient,
             reason: "conflict".into(),
         };
-        assert!(write.end_attempt(MS, 1, &conflict).is_empty());
-        assert!(write.start_attempt(2 * MS, 2, 700_000).is_empty());
-        assert!(write
-            .end_attempt(3 * MS, 2, &AttemptResult::Committed { commit_seq: 4 })
-            .is_empty());
-        assert_eq!(write.failed(), None, "a committed write never 'gave up'");
+        assert_eq!(write.end_attempt(MS, 1, &conflict), None);
+        assert!(start(&mut write, &policy, 2 * MS, 2, 700_000).is_empty());
+        assert_eq!(
+            write.end_attempt(3 * MS, 2, &AttemptResult::Committed { commit_seq: 4 }),
+            None
+        );
+        assert_eq!(
+            write.failed(&policy),
+            None,
+            "a committed write never 'gave up'"
+        );
     }
 
     #[test]
@@ -346,10 +372,10 @@ mod tests {
             class: RejectionClass::Permanent,
             reason: "receipt-exists".into(),
         };
-        let (mut write, _) = WriteRetries::first_attempt(policy, 0, 1, 0);
+        let (mut write, _) = first(&policy);
         write.end_attempt(MS, 1, &permanent);
         assert!(matches!(
-            write.start_attempt(3 * MS, 2, 781_250)[..],
+            start(&mut write, &policy, 3 * MS, 2, 781_250)[..],
             [RetryBreach::RetryAfterPermanent {
                 rejected_at: MS,
                 ..
@@ -360,10 +386,10 @@ mod tests {
             class: RejectionClass::Transient,
             reason: "conflict".into(),
         };
-        let (mut write, _) = WriteRetries::first_attempt(policy, 0, 1, 0);
+        let (mut write, _) = first(&policy);
         write.end_attempt(MS, 1, &transient);
         assert_eq!(
-            write.start_attempt(10 * MS, 2, 5 * MS),
+            start(&mut write, &policy, 10 * MS, 2, 5 * MS),
             vec![RetryBreach::DelayOffCurve {
                 delay: 5 * MS,
                 min: 390_625,
@@ -372,18 +398,18 @@ mod tests {
         );
         write.end_attempt(41 * MS, 2, &transient);
         assert!(matches!(
-            write.start_attempt(43 * MS, 3, 1_562_500)[..],
+            start(&mut write, &policy, 43 * MS, 3, 1_562_500)[..],
             [RetryBreach::RetryOutsideWindow { .. }]
         ));
 
-        let (mut write, _) = WriteRetries::first_attempt(policy, 0, 1, 0);
+        let (mut write, _) = first(&policy);
         write.end_attempt(MS, 1, &transient);
         assert!(matches!(
-            write.failed(),
+            write.failed(&policy),
             Some(RetryBreach::GaveUpInsideWindow { .. })
         ));
         assert_eq!(
-            write.start_attempt(MS + 1, 2, 781_250),
+            start(&mut write, &policy, MS + 1, 2, 781_250),
             vec![RetryBreach::DidNotSleep {
                 previous_result_at: MS,
                 delay: 781_250

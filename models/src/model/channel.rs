@@ -11,10 +11,11 @@
 use crate::history::PermitSeq;
 use crate::id_map::IdMap;
 
-/// A permit's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A permit's state; it starts `Reserved`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PermitState {
     /// Reserved, not yet sent.
+    #[default]
     Reserved,
     /// Sent, not yet delivered.
     Sent,
@@ -86,25 +87,27 @@ impl TwoPhaseChannel {
         self.held
     }
 
-    /// `permit` was reserved.
-    pub fn reserve(&mut self, permit: PermitSeq) -> Vec<ChannelBreach> {
-        let mut breaches = Vec::new();
+    /// `permit` was reserved; each breach goes to `found`, in order.
+    pub fn reserve(&mut self, permit: PermitSeq, mut found: impl FnMut(ChannelBreach)) {
         let expected = self.last_reserved.saturating_add(1);
-        if permit != expected || self.permits.contains(permit) {
-            breaches.push(ChannelBreach::PermitOutOfSequence { expected });
+        let mut fresh = false;
+        self.permits.get_or_insert_with(permit, || {
+            fresh = true;
+            PermitState::Reserved
+        });
+        if permit != expected || !fresh {
+            found(ChannelBreach::PermitOutOfSequence { expected });
         }
         if self.held >= self.capacity {
-            breaches.push(ChannelBreach::OverCapacity {
+            found(ChannelBreach::OverCapacity {
                 held: self.held,
                 capacity: self.capacity,
             });
         }
-        if !self.permits.contains(permit) {
-            self.permits.insert(permit, PermitState::Reserved);
+        if fresh {
             self.held = self.held.saturating_add(1);
         }
         self.last_reserved = self.last_reserved.max(permit);
-        breaches
     }
 
     /// `permit`'s message was sent.
@@ -140,24 +143,26 @@ impl TwoPhaseChannel {
     /// The receiver got `permit`.
     pub fn deliver(&mut self, permit: PermitSeq) -> Option<ChannelBreach> {
         self.skip_finished();
-        let state = self.permits.get(permit).copied();
-        let breach = match state {
+        let next = self.next_to_deliver;
+        let slot = self.permits.get_mut(permit);
+        let breach = match slot.as_deref().copied() {
             Some(PermitState::Delivered) => return Some(ChannelBreach::DeliveredTwice),
-            Some(PermitState::Sent) if permit == self.next_to_deliver => None,
-            Some(PermitState::Sent) => Some(ChannelBreach::DeliveredOutOfOrder {
-                expected: self.next_to_deliver,
-            }),
-            Some(PermitState::Reserved) if permit > self.next_to_deliver => {
-                Some(ChannelBreach::DeliveredOutOfOrder {
-                    expected: self.next_to_deliver,
-                })
+            Some(PermitState::Sent) if permit == next => None,
+            Some(PermitState::Sent) => Some(ChannelBreach::DeliveredOutOfOrder { expected: next }),
+            Some(PermitState::Reserved) if permit > next => {
+                Some(ChannelBreach::DeliveredOutOfOrder { expected: next })
             }
             other => Some(ChannelBreach::DeliveredUnsent { state: other }),
         };
-        if let Some(slot) = self.permits.get_mut(permit) {
+        if let Some(slot) = slot {
             if *slot != PermitState::Aborted {
                 *slot = PermitState::Delivered;
                 self.held = self.held.saturating_sub(1);
+            }
+            if permit == next {
+                // Delivered or aborted now: what `skip_finished` would do
+                // first thing next time.
+                self.next_to_deliver = next.saturating_add(1);
             }
         }
         breach
@@ -186,14 +191,20 @@ impl TwoPhaseChannel {
 mod tests {
     use super::*;
 
+    fn reserve(channel: &mut TwoPhaseChannel, permit: PermitSeq) -> Vec<ChannelBreach> {
+        let mut found = Vec::new();
+        channel.reserve(permit, |breach| found.push(breach));
+        found
+    }
+
     #[test]
     fn delivery_follows_reservation_order_and_skips_aborts() {
         let mut channel = TwoPhaseChannel::new(3);
         for permit in 1..=3 {
-            assert!(channel.reserve(permit).is_empty());
+            assert!(reserve(&mut channel, permit).is_empty());
         }
         assert_eq!(
-            channel.reserve(4),
+            reserve(&mut channel, 4),
             vec![ChannelBreach::OverCapacity {
                 held: 3,
                 capacity: 3
@@ -208,7 +219,7 @@ mod tests {
 
         let mut channel = TwoPhaseChannel::new(3);
         for permit in 1..=3 {
-            channel.reserve(permit);
+            reserve(&mut channel, permit);
         }
         channel.send(3);
         channel.abort(2);
@@ -220,7 +231,7 @@ mod tests {
         );
         let mut channel = TwoPhaseChannel::new(3);
         for permit in 1..=3 {
-            channel.reserve(permit);
+            reserve(&mut channel, permit);
         }
         channel.send(3);
         channel.abort(2);
@@ -236,5 +247,14 @@ mod tests {
                 state: Some(PermitState::Aborted)
             })
         );
+
+        let mut channel = TwoPhaseChannel::new(2);
+        assert_eq!(
+            channel.deliver(1),
+            Some(ChannelBreach::DeliveredUnsent { state: None })
+        );
+        assert!(reserve(&mut channel, 1).is_empty());
+        assert_eq!(channel.send(1), None);
+        assert_eq!(channel.deliver(1), None, "permit 1 is still the next one");
     }
 }

@@ -202,6 +202,9 @@ pub struct DurableLog<'h> {
     rejected: BTreeMap<Identity, Vec<&'h BatchRequest>>,
     last_recovery: Option<LastRecovery<'h>>,
     appended_since_recovery: bool,
+    /// Whether the last recovery's log began with the log of the one
+    /// before it (entry for entry).
+    extends_previous: bool,
 }
 
 impl<'h> DurableLog<'h> {
@@ -225,6 +228,12 @@ impl<'h> DurableLog<'h> {
     /// The log the last recovery exposed.
     pub fn base(&self) -> &'h [LogEntry] {
         self.base
+    }
+
+    /// Whether the last recovery's log began, entry for entry, with the
+    /// log the recovery before it exposed (vacuously true for the first).
+    pub fn extends_previous(&self) -> bool {
+        self.extends_previous
     }
 
     /// Whether `event_id` was ever published or exposed by a recovery.
@@ -302,13 +311,15 @@ impl<'h> DurableLog<'h> {
         if let Some((previous_at, previous_log, previous_state)) = self.last_recovery {
             if !self.appended_since_recovery {
                 // Same durable state as last time: the answer must not change.
-                let difference = if previous_log != log {
+                let same_log = previous_log == log;
+                let difference = if !same_log {
                     Some(describe_log_difference(previous_log, log))
                 } else if previous_state != state {
                     Some("the recovered page state differs".to_string())
                 } else {
                     None
                 };
+                self.extends_previous = same_log;
                 if let Some(difference) = difference {
                     findings.push(LogFinding::NotIdempotent {
                         previous_at,
@@ -319,6 +330,14 @@ impl<'h> DurableLog<'h> {
                 self.last_recovery = Some((time, log, state));
                 return findings;
             }
+        }
+        if self.is_clean_extension(log, corruption_from) {
+            // The full diagnosis below would find nothing and keep the base
+            // intact; only the new entries' event ids remain to record.
+            self.extends_previous = true;
+            self.start_epoch(time, log, state, true, &mut findings);
+            self.last_recovery = Some((time, log, state));
+            return findings;
         }
         let excused = |seq: CommitSeq| corruption_from.is_some_and(|from| seq >= from);
         let ordered = check_numbering(log, &mut findings);
@@ -377,9 +396,45 @@ impl<'h> DurableLog<'h> {
                 findings.push(self.classify(entry, None, &mut indexes));
             }
         }
+        self.extends_previous = log.starts_with(self.base);
         self.start_epoch(time, log, state, base_intact, &mut findings);
         self.last_recovery = Some((time, log, state));
         findings
+    }
+
+    /// Whether `log` is exactly what a correct recovery exposes: numbered
+    /// 1, 2, 3, …; the base, entry for entry; then a prefix of this epoch's
+    /// frames, each the very commit appended; and every published frame
+    /// beyond that prefix excused by reported corruption. Then the full
+    /// diagnosis of [`DurableLog::recover`] has nothing to report (each of
+    /// its loops finds its expected entry in place, and no entry is
+    /// numbered past the last issued seq), so this one pass over the log
+    /// stands in for it.
+    fn is_clean_extension(&self, log: &[LogEntry], corruption_from: Option<CommitSeq>) -> bool {
+        let base_len = self.base.len();
+        if log.len() < base_len || log.len() - base_len > self.frames.len() {
+            return false;
+        }
+        let (old, new) = log.split_at(base_len);
+        let numbered = |index: usize, entry: &LogEntry| entry.seq == index as u64 + 1;
+        let base_kept = old
+            .iter()
+            .zip(self.base)
+            .enumerate()
+            .all(|(index, (entry, observed))| numbered(index, entry) && entry == observed);
+        let (kept, lost) = self.frames.split_at(new.len());
+        base_kept
+            && new
+                .iter()
+                .zip(kept)
+                .enumerate()
+                .all(|(offset, (entry, frame))| {
+                    numbered(base_len + offset, entry) && same_commit(entry, frame.request)
+                })
+            && lost.iter().enumerate().all(|(offset, frame)| {
+                let seq = self.seq_of_position(new.len() + offset);
+                frame.published.is_none() || corruption_from.is_some_and(|from| seq >= from)
+            })
     }
 
     /// Adopt `log` as the new base and record its event ids.
@@ -684,6 +739,31 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    #[test]
+    fn a_recovery_extends_the_previous_log_only_entry_for_entry() {
+        let requests = [request(1, 1, 1), request(2, 2, 2), request(3, 3, 3)];
+        let mut model = DurableLog::new();
+        model.append(1, &requests[0]);
+        let first = vec![entry(1, &requests[0])];
+        assert!(model.recover(10, &first, None, None).is_empty());
+        assert!(model.extends_previous(), "the empty log is a prefix of any");
+        model.append(2, &requests[1]);
+        model.append(2, &requests[2]);
+        model.publish(1, 3, 15);
+        let lost = vec![entry(1, &requests[0]), entry(2, &requests[1])];
+        assert!(matches!(
+            model.recover(20, &lost, None, None)[..],
+            [LogFinding::MustExistMissing { seq: 3, .. }]
+        ));
+        assert!(model.extends_previous(), "a finding past the base keeps it");
+        model.append(3, &requests[2]);
+        let rewritten = vec![entry(1, &requests[1])];
+        assert!(!model.recover(30, &rewritten, None, None).is_empty());
+        assert!(!model.extends_previous());
+        assert!(model.recover(40, &rewritten, None, None).is_empty());
+        assert!(model.extends_previous(), "the same log again");
     }
 
     #[test]

@@ -22,8 +22,8 @@
 //!
 //! Parity: the systematic bytes are cut into `shard_size` shards (last one
 //! zero-padded) and the parity shard is their XOR. Verification recomputes
-//! the parity and then rebuilds every shard as if it alone were lost, from
-//! the parity and the other shards, the way a decoder would.
+//! the parity; a parity that matches is exactly one from which a decoder
+//! rebuilds every shard as if it alone were lost (see [`verify_symbols`]).
 //!
 //! Not modelled: other erasure codes (more than one lost shard per stripe),
 //! the timing of repairs (L1 and D9 look at quiescence only).
@@ -56,7 +56,7 @@ pub enum Stage {
 }
 
 /// A break of the lifecycle.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepairBreach {
     /// Per-commit event numbers must go 1, 2, 3, …
     EventOutOfSequence {
@@ -105,11 +105,13 @@ impl RepairLifecycle {
     }
 
     /// The current stage.
+    #[inline]
     pub fn stage(&self) -> Stage {
         self.stage
     }
 
     /// The state `repair_state_for(seq)` should report now.
+    #[inline]
     pub fn state(&self) -> RepairState {
         match self.stage {
             Stage::Unknown | Stage::Durable | Stage::AckedWithoutRepair => {
@@ -179,6 +181,7 @@ impl RepairLifecycle {
         breaches
     }
 
+    #[inline]
     fn next_stage(&self, event: RepairEventKind) -> Option<Stage> {
         use RepairEventKind as E;
         let recovered = self.crashed_while_open;
@@ -227,15 +230,11 @@ pub enum ParityError {
         /// Its length.
         got: usize,
     },
-    /// The parity is not the XOR of the shards.
+    /// The parity is not the XOR of the shards (so some shard, if lost,
+    /// would not be rebuilt from the others and the parity).
     ParityMismatch {
         /// First differing byte of the parity shard.
         offset: usize,
-    },
-    /// A shard, if lost, would not be rebuilt from the others and the parity.
-    ShardNotRecoverable {
-        /// The shard.
-        shard: usize,
     },
 }
 
@@ -253,7 +252,16 @@ pub fn xor_parity(systematic: &[u8], shard_size: usize) -> Vec<u8> {
     parity
 }
 
-/// Check `symbols`: parity recomputed, and each shard rebuilt alone.
+/// Check `symbols`: the parity is one shard long and is the XOR of the
+/// shards.
+///
+/// That is exactly what a decoder needs. Shard `i`, if lost, is rebuilt as
+/// `parity ⊕ (⊕ shards j ≠ i)` = `parity ⊕ recomputed ⊕ shard i`, which is
+/// `shard i` (zero-padded) for every `i` if and only if `parity =
+/// recomputed`. So one recomputation decides whether every single-shard
+/// loss is recoverable. It runs over 8-byte little-endian words (a byte's
+/// offset is its position in its word), without allocating for shards up
+/// to [`STACK_SHARD_BYTES`].
 pub fn verify_symbols(symbols: &RepairSymbols) -> Result<(), ParityError> {
     let shard_size = usize::try_from(symbols.shard_size).unwrap_or(usize::MAX);
     if shard_size == 0 {
@@ -265,56 +273,79 @@ pub fn verify_symbols(symbols: &RepairSymbols) -> Result<(), ParityError> {
             got: symbols.parity.len(),
         });
     }
-    // One scratch area: the recomputed parity, the XOR of the shards before
-    // the current one, the rebuilt shard, then per shard the XOR of the
-    // shards after it (computed back to front). O(bytes) time and space.
-    let shard_count = symbols.systematic.len().div_ceil(shard_size);
-    let mut scratch = vec![0_u8; shard_size.saturating_mul(shard_count.saturating_add(3))];
-    let (recomputed, rest) = scratch.split_at_mut(shard_size);
-    let (before, rest) = rest.split_at_mut(shard_size);
-    let (rebuilt, after) = rest.split_at_mut(shard_size);
-
-    for shard in symbols.systematic.chunks(shard_size) {
-        xor_into(recomputed, shard);
-    }
-    if let Some(offset) = recomputed
-        .iter()
-        .zip(&symbols.parity)
-        .position(|(a, b)| a != b)
-    {
-        return Err(ParityError::ParityMismatch { offset });
-    }
-    // after[i] = XOR of shards i+1..; `recomputed` is free to use as the
-    // running XOR now that it has been compared.
-    recomputed.fill(0);
-    let slots = after.chunks_exact_mut(shard_size);
-    for (slot, shard) in slots.zip(symbols.systematic.chunks(shard_size)).rev() {
-        slot.copy_from_slice(recomputed);
-        xor_into(recomputed, shard);
-    }
-    // Erase each shard in turn and decode it from the parity and the other
-    // shards only, as a decoder would: parity ⊕ before ⊕ after.
-    let slots = after.chunks_exact(shard_size);
-    for (index, (original, later)) in symbols.systematic.chunks(shard_size).zip(slots).enumerate() {
-        rebuilt.copy_from_slice(&symbols.parity);
-        xor_into(rebuilt, before);
-        xor_into(rebuilt, later);
-        // The last shard is zero-padded to the shard size.
-        let padded_matches = rebuilt
-            .iter()
-            .enumerate()
-            .all(|(offset, byte)| *byte == original.get(offset).copied().unwrap_or(0));
-        if !padded_matches {
-            return Err(ParityError::ShardNotRecoverable { shard: index });
+    if shard_size <= WORD {
+        // One word per shard: no buffer at all.
+        let mut shards = symbols.systematic.chunks_exact(shard_size);
+        let mut recomputed = 0;
+        for shard in &mut shards {
+            recomputed ^= le_word(shard);
         }
-        xor_into(before, original);
+        recomputed ^= le_word(shards.remainder());
+        return parity_matches(0, recomputed, &symbols.parity);
+    }
+    let words = shard_size.div_ceil(WORD);
+    let mut on_stack = [0_u64; STACK_SHARD_BYTES / WORD];
+    let mut on_heap = Vec::new();
+    let recomputed: &mut [u64] = match on_stack.get_mut(..words) {
+        Some(words) => words,
+        None => {
+            on_heap.resize(words, 0);
+            &mut on_heap
+        }
+    };
+    for shard in symbols.systematic.chunks(shard_size) {
+        for (word, bytes) in recomputed.iter_mut().zip(shard.chunks(WORD)) {
+            *word ^= le_word(bytes);
+        }
+    }
+    for (index, (word, bytes)) in recomputed
+        .iter()
+        .zip(symbols.parity.chunks(WORD))
+        .enumerate()
+    {
+        parity_matches(index, *word, bytes)?;
     }
     Ok(())
 }
 
-fn xor_into(target: &mut [u8], source: &[u8]) {
-    for (t, s) in target.iter_mut().zip(source) {
-        *t ^= s;
+/// Compare word `index` of the recomputed parity with the recorded bytes.
+#[inline]
+fn parity_matches(index: usize, recomputed: u64, recorded: &[u8]) -> Result<(), ParityError> {
+    let difference = recomputed ^ le_word(recorded);
+    if difference == 0 {
+        return Ok(());
+    }
+    let byte = (difference.trailing_zeros() / 8) as usize;
+    Err(ParityError::ParityMismatch {
+        offset: index * WORD + byte,
+    })
+}
+
+/// Bytes per word of the parity computation.
+const WORD: usize = 8;
+
+/// Shards up to this many bytes are verified without a heap allocation.
+pub const STACK_SHARD_BYTES: usize = 256;
+
+/// Up to [`WORD`] bytes as a little-endian word, zero-padded.
+#[inline]
+fn le_word(bytes: &[u8]) -> u64 {
+    let len = bytes.len();
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|four| <[u8; 4]>::try_from(four).ok())
+            .map_or(0, |four| u64::from(u32::from_le_bytes(four)))
+    };
+    let byte_at = |at: usize| bytes.get(at).map_or(0, |byte| u64::from(*byte));
+    match len {
+        0 => 0,
+        // Two, possibly overlapping, 4-byte reads: the overlap ORs equal bytes.
+        4..=7 => u32_at(0) | u32_at(len - 4) << ((len - 4) * 8),
+        1..=3 => {
+            byte_at(0) | byte_at(len / 2) << (len / 2 * 8) | byte_at(len - 1) << ((len - 1) * 8)
+        }
+        _ => <[u8; WORD]>::try_from(bytes).map_or(0, u64::from_le_bytes),
     }
 }
 
@@ -367,8 +398,8 @@ mod tests {
         ]);
         lifecycle.crash();
         assert_eq!(lifecycle.state(), RepairState::Pending);
-        assert!(lifecycle.apply(5, E::RepairStarted).is_empty());
-        assert!(lifecycle.apply(6, E::RepairCompleted).is_empty());
+        assert_eq!(lifecycle.apply(5, E::RepairStarted), Vec::<RepairBreach>::new());
+        assert_eq!(lifecycle.apply(6, E::RepairCompleted), Vec::<RepairBreach>::new());
     }
 
     #[test]
@@ -507,5 +538,61 @@ mod tests {
             parity: vec![0; 8],
         };
         assert_eq!(verify_symbols(&empty), Ok(()));
+    }
+
+    /// Shard `index` rebuilt from the parity and every other shard, the
+    /// way a decoder would, zero-padded to the shard size.
+    fn rebuild(systematic: &[u8], parity: &[u8], shard_size: usize, index: usize) -> Vec<u8> {
+        let mut rebuilt = parity.to_vec();
+        for (other, shard) in systematic.chunks(shard_size).enumerate() {
+            if other != index {
+                for (r, byte) in rebuilt.iter_mut().zip(shard) {
+                    *r ^= byte;
+                }
+            }
+        }
+        rebuilt
+    }
+
+    #[test]
+    fn a_parity_verifies_exactly_when_every_shard_rebuilds() {
+        // Shard sizes around the word size and past the stack buffer.
+        for shard_size in [1, 3, 7, 8, 9, 12, 16, 17, STACK_SHARD_BYTES + 5] {
+            for len in [0, 1, shard_size - 1, shard_size, 3 * shard_size + 2] {
+                let systematic: Vec<u8> = (0..len).map(|i| (i * 131 + 7) as u8).collect();
+                let parity = xor_parity(&systematic, shard_size);
+                let mut tampered = parity.clone();
+                tampered[shard_size - 1] ^= 0x10;
+                for (parity, verifies) in [(&parity, true), (&tampered, false)] {
+                    let symbols = RepairSymbols {
+                        shard_size: shard_size as u32,
+                        systematic: systematic.clone(),
+                        parity: parity.clone(),
+                    };
+                    let every_shard_rebuilds =
+                        systematic
+                            .chunks(shard_size)
+                            .enumerate()
+                            .all(|(index, shard)| {
+                                let rebuilt = rebuild(&systematic, parity, shard_size, index);
+                                rebuilt.iter().enumerate().all(|(offset, byte)| {
+                                    *byte == shard.get(offset).copied().unwrap_or(0)
+                                })
+                            });
+                    assert_eq!(verify_symbols(&symbols).is_ok(), verifies);
+                    if !systematic.is_empty() {
+                        assert_eq!(every_shard_rebuilds, verifies, "shard size {shard_size}");
+                    }
+                    if !verifies {
+                        assert_eq!(
+                            verify_symbols(&symbols),
+                            Err(ParityError::ParityMismatch {
+                                offset: shard_size - 1
+                            })
+                        );
+                    }
+                }
+            }
+        }
     }
 }
