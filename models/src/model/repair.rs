@@ -398,8 +398,14 @@ mod tests {
         ]);
         lifecycle.crash();
         assert_eq!(lifecycle.state(), RepairState::Pending);
-        assert_eq!(lifecycle.apply(5, E::RepairStarted), Vec::<RepairBreach>::new());
-        assert_eq!(lifecycle.apply(6, E::RepairCompleted), Vec::<RepairBreach>::new());
+        assert_eq!(
+            lifecycle.apply(5, E::RepairStarted),
+            Vec::<RepairBreach>::new()
+        );
+        assert_eq!(
+            lifecycle.apply(6, E::RepairCompleted),
+            Vec::<RepairBreach>::new()
+        );
     }
 
     #[test]
