@@ -134,6 +134,12 @@ pub struct CrashFaults {
     /// durability bugs live, and stay there when unrelated faults are
     /// removed while shrinking).
     pub crash_per_io: f64,
+    /// Probability that an fsync in flight is cut short by a crash of its
+    /// machine (at least `crash_per_io`). Syncs get their own, higher rate
+    /// because the moment between a write and its fsync is where
+    /// durability bugs live: the written bytes sit unsynced in the page
+    /// cache and a power loss decides, sector by sector, which survive.
+    pub crash_per_sync: f64,
     /// Fraction of crashes that are machine crashes (power loss) rather
     /// than process crashes (page cache survives).
     pub power_loss_fraction: f64,
@@ -157,6 +163,7 @@ impl Default for CrashFaults {
         CrashFaults {
             crash_per_s: 0.0,
             crash_per_io: 0.0,
+            crash_per_sync: 0.0,
             power_loss_fraction: 0.5,
             restart_delay_ms: Span::new(1, 50),
             pause_per_s: 0.0,
@@ -307,6 +314,7 @@ impl FaultConfig {
     pub fn with_crashes(mut self, scale: f64) -> FaultConfig {
         self.crash.crash_per_s = 0.5 * scale;
         self.crash.crash_per_io = (0.002 * scale).min(1.0);
+        self.crash.crash_per_sync = (0.01 * scale).min(1.0);
         self.crash.pause_per_s = 0.3 * scale;
         self.crash.clock_jump_per_s = 0.2 * scale;
         self.crash.clock_skew_ms_max = 200;
@@ -323,6 +331,7 @@ impl FaultConfig {
         // Torn writes only show after power loss: make sure some happen.
         self.crash.crash_per_s = self.crash.crash_per_s.max(0.3 * scale);
         self.crash.crash_per_io = self.crash.crash_per_io.max((0.002 * scale).min(1.0));
+        self.crash.crash_per_sync = self.crash.crash_per_sync.max((0.01 * scale).min(1.0));
         self.crash.power_loss_fraction = 0.8;
         self
     }
@@ -379,6 +388,7 @@ impl FaultConfig {
         let probabilities = [
             ("crash.power_loss_fraction", self.crash.power_loss_fraction),
             ("crash.crash_per_io", self.crash.crash_per_io),
+            ("crash.crash_per_sync", self.crash.crash_per_sync),
             ("net.loss", self.net.loss),
             ("net.duplicate", self.net.duplicate),
             ("net.reorder", self.net.reorder),
@@ -441,9 +451,10 @@ impl FaultConfig {
         }
         if self.crash.crash_per_s > 0.0 || self.crash.pause_per_s > 0.0 {
             on.push(format!(
-                "crash(crash/s={:.2},io={:.4},power_loss={:.2},pause/s={:.2},jump/s={:.2})",
+                "crash(crash/s={:.2},io={:.4},sync={:.4},power_loss={:.2},pause/s={:.2},jump/s={:.2})",
                 self.crash.crash_per_s,
                 self.crash.crash_per_io,
+                self.crash.crash_per_sync,
                 self.crash.power_loss_fraction,
                 self.crash.pause_per_s,
                 self.crash.clock_jump_per_s

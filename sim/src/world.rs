@@ -355,12 +355,17 @@ impl State {
             return false;
         }
         let c = self.faults.crash.clone();
+        let rate = if what == "sync" {
+            c.crash_per_io.max(c.crash_per_sync)
+        } else {
+            c.crash_per_io
+        };
         let key = stream_key(&[what.as_bytes(), b":", path.as_bytes()]);
         let label = || format!("{what}:{path}");
         let v = self
             .chooser
             .draw_keyed(&sites::CRASH_IO, key, label, u64::MAX, |rng| {
-                CrashPlan::fresh(rng, c.crash_per_io, &c)
+                CrashPlan::fresh(rng, rate, &c)
             });
         let Some(plan) = CrashPlan::decode(v, &c) else {
             return false;
