@@ -65,20 +65,104 @@ pub enum RepairBreach {
 }
 
 /// One commit's lifecycle; see the module docs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RepairLifecycle {
-    stage: Stage,
+    /// The stage's index in [`STAGES`].
+    stage: u8,
     events_seen: u32,
     crashed_while_open: bool,
 }
 
-impl Default for RepairLifecycle {
-    fn default() -> Self {
-        Self {
-            stage: Stage::Unknown,
-            events_seen: 0,
-            crashed_while_open: false,
+/// Every stage, in a fixed order: a stage's index here is its code.
+const STAGES: [Stage; 9] = [
+    Stage::Unknown,
+    Stage::Durable,
+    Stage::AckedWithoutRepair,
+    Stage::Pending { acked: false },
+    Stage::Pending { acked: true },
+    Stage::Running { acked: false },
+    Stage::Running { acked: true },
+    Stage::Completed,
+    Stage::Failed,
+];
+
+/// Every event, in the order of their codes.
+const EVENTS: [RepairEventKind; 6] = [
+    RepairEventKind::CommitDurable,
+    RepairEventKind::DurableButNotRepairable,
+    RepairEventKind::CommitAcked,
+    RepairEventKind::RepairStarted,
+    RepairEventKind::RepairCompleted,
+    RepairEventKind::RepairFailed,
+];
+
+/// "No transition" in [`TRANSITIONS`].
+const NONE: u8 = u8::MAX;
+
+/// `TRANSITIONS[recovered][stage][event]`: the code of the next stage, or
+/// [`NONE`]; computed at compile time from [`next_stage`], which is the
+/// definition. One table look-up per event instead of a branchy match.
+const TRANSITIONS: [[[u8; 6]; 9]; 2] = {
+    let mut table = [[[NONE; 6]; 9]; 2];
+    let mut recovered = 0;
+    while recovered < 2 {
+        let mut stage = 0;
+        while stage < STAGES.len() {
+            let mut event = 0;
+            while event < EVENTS.len() {
+                if let Some(next) = next_stage(STAGES[stage], EVENTS[event], recovered == 1) {
+                    table[recovered][stage][event] = stage_code(next);
+                }
+                event += 1;
+            }
+            stage += 1;
         }
+        recovered += 1;
+    }
+    table
+};
+
+const fn stage_code(stage: Stage) -> u8 {
+    match stage {
+        Stage::Unknown => 0,
+        Stage::Durable => 1,
+        Stage::AckedWithoutRepair => 2,
+        Stage::Pending { acked: false } => 3,
+        Stage::Pending { acked: true } => 4,
+        Stage::Running { acked: false } => 5,
+        Stage::Running { acked: true } => 6,
+        Stage::Completed => 7,
+        Stage::Failed => 8,
+    }
+}
+
+const fn event_code(event: RepairEventKind) -> usize {
+    match event {
+        RepairEventKind::CommitDurable => 0,
+        RepairEventKind::DurableButNotRepairable => 1,
+        RepairEventKind::CommitAcked => 2,
+        RepairEventKind::RepairStarted => 3,
+        RepairEventKind::RepairCompleted => 4,
+        RepairEventKind::RepairFailed => 5,
+    }
+}
+
+/// The lifecycle's definition: the stage `event` leads to from `stage`
+/// (`recovered`: a crash hit the commit while its repair was open).
+const fn next_stage(stage: Stage, event: RepairEventKind, recovered: bool) -> Option<Stage> {
+    use RepairEventKind as E;
+    match (stage, event) {
+        (Stage::Unknown, E::CommitDurable) => Some(Stage::Durable),
+        (Stage::Durable, E::CommitAcked) => Some(Stage::AckedWithoutRepair),
+        (Stage::Durable, E::DurableButNotRepairable) => Some(Stage::Pending { acked: false }),
+        (Stage::Pending { acked: false }, E::CommitAcked) => Some(Stage::Pending { acked: true }),
+        (Stage::Pending { acked }, E::RepairStarted) if acked || recovered => {
+            Some(Stage::Running { acked })
+        }
+        (Stage::Pending { acked }, E::RepairFailed) if acked || recovered => Some(Stage::Failed),
+        (Stage::Running { .. }, E::RepairCompleted) => Some(Stage::Completed),
+        (Stage::Running { .. }, E::RepairFailed) => Some(Stage::Failed),
+        _ => None,
     }
 }
 
@@ -91,13 +175,16 @@ impl RepairLifecycle {
     /// The current stage.
     #[inline]
     pub fn stage(&self) -> Stage {
-        self.stage
+        STAGES
+            .get(usize::from(self.stage))
+            .copied()
+            .unwrap_or(Stage::Unknown)
     }
 
     /// The state `repair_state_for(seq)` should report now.
     #[inline]
     pub fn state(&self) -> RepairState {
-        match self.stage {
+        match self.stage() {
             Stage::Unknown | Stage::Durable | Stage::AckedWithoutRepair => {
                 RepairState::NotScheduled
             }
@@ -107,11 +194,20 @@ impl RepairLifecycle {
         }
     }
 
+    /// Whether the repair is open: `Pending` or running (what a crash
+    /// affects).
+    #[inline]
+    pub fn is_open(&self) -> bool {
+        const PENDING: u8 = stage_code(Stage::Pending { acked: false });
+        const RUNNING_ACKED: u8 = stage_code(Stage::Running { acked: true });
+        (PENDING..=RUNNING_ACKED).contains(&self.stage)
+    }
+
     /// The server crashed: a running repair is pending again.
     pub fn crash(&mut self) {
-        match self.stage {
+        match self.stage() {
             Stage::Running { acked } | Stage::Pending { acked } => {
-                self.stage = Stage::Pending { acked };
+                self.stage = stage_code(Stage::Pending { acked });
                 self.crashed_while_open = true;
             }
             _ => {}
@@ -123,45 +219,31 @@ impl RepairLifecycle {
     #[inline]
     pub fn apply(&mut self, event_seq: u32, event: RepairEventKind) -> [Option<RepairBreach>; 2] {
         let expected = self.events_seen.saturating_add(1);
+        self.events_seen = self.events_seen.max(event_seq);
+        let next = TRANSITIONS
+            .get(usize::from(self.crashed_while_open))
+            .and_then(|by_stage| by_stage.get(usize::from(self.stage)))
+            .and_then(|by_event| by_event.get(event_code(event)))
+            .copied()
+            .unwrap_or(NONE);
+        if next != NONE && event_seq == expected {
+            self.stage = next;
+            return [None, None];
+        }
         let numbering = (event_seq != expected).then_some(RepairBreach::EventOutOfSequence {
             expected,
             got: event_seq,
         });
-        self.events_seen = self.events_seen.max(event_seq);
-        let order = match self.next_stage(event) {
-            Some(next) => {
-                self.stage = next;
-                None
-            }
-            None => Some(RepairBreach::UnexpectedEvent {
-                stage: self.stage,
+        let order = if next == NONE {
+            Some(RepairBreach::UnexpectedEvent {
+                stage: self.stage(),
                 event,
-            }),
+            })
+        } else {
+            self.stage = next;
+            None
         };
         [numbering, order]
-    }
-
-    #[inline]
-    fn next_stage(&self, event: RepairEventKind) -> Option<Stage> {
-        use RepairEventKind as E;
-        let recovered = self.crashed_while_open;
-        match (self.stage, event) {
-            (Stage::Unknown, E::CommitDurable) => Some(Stage::Durable),
-            (Stage::Durable, E::CommitAcked) => Some(Stage::AckedWithoutRepair),
-            (Stage::Durable, E::DurableButNotRepairable) => Some(Stage::Pending { acked: false }),
-            (Stage::Pending { acked: false }, E::CommitAcked) => {
-                Some(Stage::Pending { acked: true })
-            }
-            (Stage::Pending { acked }, E::RepairStarted) if acked || recovered => {
-                Some(Stage::Running { acked })
-            }
-            (Stage::Pending { acked }, E::RepairFailed) if acked || recovered => {
-                Some(Stage::Failed)
-            }
-            (Stage::Running { .. }, E::RepairCompleted) => Some(Stage::Completed),
-            (Stage::Running { .. }, E::RepairFailed) => Some(Stage::Failed),
-            _ => None,
-        }
     }
 }
 
@@ -338,6 +420,30 @@ mod tests {
         ]);
         assert!(breaches.is_empty());
         assert_eq!(lifecycle.state(), RepairState::Failed);
+    }
+
+    #[test]
+    fn the_transition_table_is_the_lifecycle_definition() {
+        for recovered in [false, true] {
+            for stage in STAGES {
+                for event in EVENTS {
+                    let mut lifecycle = RepairLifecycle {
+                        stage: stage_code(stage),
+                        events_seen: 3,
+                        crashed_while_open: recovered,
+                    };
+                    assert_eq!(
+                        lifecycle.is_open(),
+                        matches!(stage, Stage::Pending { .. } | Stage::Running { .. })
+                    );
+                    let breaches = lifecycle.apply(4, event);
+                    let next = next_stage(stage, event, recovered);
+                    assert_eq!(lifecycle.stage(), next.unwrap_or(stage));
+                    let unexpected = Some(RepairBreach::UnexpectedEvent { stage, event });
+                    assert_eq!(breaches, [None, next.map_or(unexpected, |_| None)]);
+                }
+            }
+        }
     }
 
     #[test]
