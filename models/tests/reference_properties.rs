@@ -109,6 +109,31 @@ fn pick_from(candidates: Vec<usize>, pick: usize) -> Option<usize> {
     (!candidates.is_empty()).then(|| candidates[pick % candidates.len()])
 }
 
+/// The `pick`-th event (modulo their number) whose kind is `wanted`.
+fn pick_event(
+    history: &History,
+    pick: usize,
+    wanted: impl Fn(&EventKind) -> bool,
+) -> Option<usize> {
+    pick_from(positions(history, |_, e| wanted(&e.kind)), pick)
+}
+
+/// The `pick`-th publication, its batch, and that batch's first fsync.
+fn publication_and_fsync(history: &History, pick: usize) -> Option<(usize, BatchId, usize)> {
+    let published = pick_event(history, pick, |kind| {
+        matches!(kind, EventKind::Published { .. })
+    })?;
+    let EventKind::Published { batch, .. } = history.events[published].kind else {
+        return None;
+    };
+    let fsync = *positions(
+        history,
+        |_, e| matches!(e.kind, EventKind::FsyncReturned { batch: b, .. } if b == batch),
+    )
+    .first()?;
+    Some((published, batch, fsync))
+}
+
 /// Recoveries preceded (since the previous recovery) by a WAL append:
 /// their durable state changed, so they are judged in full.
 fn fresh_recoveries(history: &History) -> Vec<usize> {
@@ -248,20 +273,7 @@ fn swap_deliveries(history: &History, pick: usize) -> Option<History> {
 }
 
 fn publish_before_fsync(history: &History, pick: usize) -> Option<History> {
-    let published = pick_from(
-        positions(history, |_, e| {
-            matches!(e.kind, EventKind::Published { .. })
-        }),
-        pick,
-    )?;
-    let EventKind::Published { batch, .. } = history.events[published].kind else {
-        return None;
-    };
-    let fsync = positions(
-        history,
-        |_, e| matches!(e.kind, EventKind::FsyncReturned { batch: b, .. } if b == batch),
-    );
-    let fsync = *fsync.first()?;
+    let (published, _, fsync) = publication_and_fsync(history, pick)?;
     let mut mutated = history.clone();
     let mut event = mutated.events.remove(published);
     event.time = mutated.events[fsync].time;
@@ -270,36 +282,22 @@ fn publish_before_fsync(history: &History, pick: usize) -> Option<History> {
 }
 
 fn fail_published_fsync(history: &History, pick: usize) -> Option<History> {
-    let published = pick_from(
-        positions(history, |_, e| {
-            matches!(e.kind, EventKind::Published { .. })
-        }),
-        pick,
-    )?;
-    let EventKind::Published { batch, .. } = history.events[published].kind else {
-        return None;
-    };
-    let fsync = *positions(
-        history,
-        |_, e| matches!(e.kind, EventKind::FsyncReturned { batch: b, .. } if b == batch),
-    )
-    .first()?;
+    let (_, batch, fsync) = publication_and_fsync(history, pick)?;
     let mut mutated = history.clone();
     mutated.events[fsync].kind = EventKind::FsyncReturned { batch, ok: false };
     Some(mutated)
 }
 
 fn ack_unpublished_seq(history: &History, pick: usize) -> Option<History> {
-    let candidates = positions(history, |_, e| {
+    let index = pick_event(history, pick, |kind| {
         matches!(
-            e.kind,
+            kind,
             EventKind::AttemptEnded {
                 result: AttemptResult::Committed { .. },
                 ..
             }
         )
-    });
-    let index = pick_from(candidates, pick)?;
+    })?;
     let mut mutated = history.clone();
     if let EventKind::AttemptEnded {
         result: AttemptResult::Committed { commit_seq },
@@ -407,12 +405,9 @@ fn accept_a_conflict(history: &History, pick: usize) -> Option<History> {
 }
 
 fn leave_repair_pending(history: &History, pick: usize) -> Option<History> {
-    let index = pick_from(
-        positions(history, |_, e| {
-            matches!(e.kind, EventKind::RepairSettled { .. })
-        }),
-        pick,
-    )?;
+    let index = pick_event(history, pick, |kind| {
+        matches!(kind, EventKind::RepairSettled { .. })
+    })?;
     let mut mutated = history.clone();
     if let EventKind::RepairSettled { state, symbols, .. } = &mut mutated.events[index].kind {
         *state = RepairState::Pending;
@@ -442,12 +437,10 @@ fn change_repeated_recovery(history: &History, pick: usize) -> Option<History> {
 }
 
 fn sleep_off_curve(history: &History, pick: usize) -> Option<History> {
-    let index = pick_from(
-        positions(
-            history,
-            |_, e| matches!(e.kind, EventKind::AttemptStarted { attempt, .. } if attempt >= 2),
-        ),
+    let index = pick_event(
+        history,
         pick,
+        |kind| matches!(kind, EventKind::AttemptStarted { attempt, .. } if *attempt >= 2),
     )?;
     let mut mutated = history.clone();
     if let EventKind::AttemptStarted { delay_before, .. } = &mut mutated.events[index].kind {
@@ -457,12 +450,9 @@ fn sleep_off_curve(history: &History, pick: usize) -> Option<History> {
 }
 
 fn misreport_occupancy(history: &History, pick: usize) -> Option<History> {
-    let index = pick_from(
-        positions(history, |_, e| {
-            matches!(e.kind, EventKind::QueueEnqueued { .. })
-        }),
-        pick,
-    )?;
+    let index = pick_event(history, pick, |kind| {
+        matches!(kind, EventKind::QueueEnqueued { .. })
+    })?;
     let mut mutated = history.clone();
     if let EventKind::QueueEnqueued {
         occupancy_after, ..
