@@ -112,23 +112,35 @@ impl<V: Default> IdMap<V> {
     /// Set the value for `id`, returning the previous one.
     #[inline]
     pub(crate) fn insert(&mut self, id: u64, value: V) -> Option<V> {
-        if self.dense_index(id).is_none() {
-            self.grow_to_cover(id);
+        match self.dense_index(id) {
+            Some(index) => self.insert_dense(index, value),
+            None => self.insert_outside(id, value),
         }
-        let previous = match self.dense_index(id) {
-            Some(index) => {
-                let was_set = self.set(index);
-                let previous = self
-                    .dense
-                    .get_mut(index)
-                    .map(|slot| std::mem::replace(slot, value));
-                previous.filter(|_| was_set)
-            }
-            None => self.sparse.insert(id, value),
-        };
-        if previous.is_none() {
-            self.inserted += 1;
+    }
+
+    #[inline]
+    fn insert_dense(&mut self, index: usize, value: V) -> Option<V> {
+        let was_set = self.set(index);
+        let previous = self
+            .dense
+            .get_mut(index)
+            .map(|slot| std::mem::replace(slot, value))
+            .filter(|_| was_set);
+        self.inserted += u64::from(!was_set);
+        previous
+    }
+
+    /// [`IdMap::insert`] for an id past the dense part: grow it, or use the
+    /// sparse part.
+    #[cold]
+    #[inline(never)]
+    fn insert_outside(&mut self, id: u64, value: V) -> Option<V> {
+        self.grow_to_cover(id);
+        if let Some(index) = self.dense_index(id) {
+            return self.insert_dense(index, value);
         }
+        let previous = self.sparse.insert(id, value);
+        self.inserted += u64::from(previous.is_none());
         previous
     }
 
@@ -136,7 +148,7 @@ impl<V: Default> IdMap<V> {
     #[inline]
     pub(crate) fn get_or_insert_with(&mut self, id: u64, make: impl FnOnce() -> V) -> &mut V {
         if self.dense_index(id).is_none() {
-            self.grow_to_cover(id);
+            self.grow_to_cover_cold(id);
         }
         let Some(index) = self.dense_index(id) else {
             let inserted = &mut self.inserted;
@@ -170,6 +182,12 @@ impl<V: Default> IdMap<V> {
             .filter(|(index, _)| self.is_set(*index))
             .map(|(index, value)| (index as u64, value));
         dense.chain(self.sparse.iter().map(|(id, value)| (*id, value)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_to_cover_cold(&mut self, id: u64) {
+        self.grow_to_cover(id);
     }
 
     fn grow_to_cover(&mut self, id: u64) {
@@ -228,9 +246,20 @@ impl IdSet {
     /// Add `id`; returns whether it was new.
     #[inline]
     pub(crate) fn insert(&mut self, id: u64) -> bool {
-        if self.dense_slot(id).is_none() {
-            self.grow_to_cover(id);
-        }
+        let new = match self.dense_slot(id) {
+            Some((index, mask)) => self.set_bit(index, mask),
+            None => return self.insert_outside(id),
+        };
+        self.inserted += u64::from(new);
+        new
+    }
+
+    /// [`IdSet::insert`] for an id past the dense part: grow it, or use
+    /// the sparse part.
+    #[cold]
+    #[inline(never)]
+    fn insert_outside(&mut self, id: u64) -> bool {
+        self.grow_to_cover(id);
         let new = match self.dense_slot(id) {
             Some((index, mask)) => self.set_bit(index, mask),
             None => self.sparse.insert(id),
