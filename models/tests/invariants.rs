@@ -43,9 +43,7 @@ fn one_committed_write(b: &mut Builder, writes: &[PageWrite]) -> BatchRequest {
     let req = request(1, 1, 17, 0, writes);
     b.at(1).invoke_write(1).attempt(1, 1, 0);
     b.at(2).through_channel(1).batch(1, vec![req.clone()], &[1]);
-    b.at(3)
-        .attempt_ended(1, 1, AttemptResult::Committed { commit_seq: 1 })
-        .committed(1, 1);
+    b.at(3).acked(1, 1, 1);
     req
 }
 
@@ -143,9 +141,7 @@ fn d2_a_recovered_state_showing_part_of_a_commit_is_rejected() {
             b.at(5)
                 .through_channel(2)
                 .batch(2, vec![second.clone()], &[2]);
-            b.at(6)
-                .attempt_ended(2, 1, AttemptResult::Committed { commit_seq: 2 })
-                .committed(2, 2);
+            b.at(6).acked(2, 1, 2);
             b.at(7).crash();
             let page2 = if broken { (1, 20) } else { (2, 21) };
             let state = vec![
@@ -213,11 +209,7 @@ fn d4_a_delivery_out_of_reservation_order_is_rejected() {
                 request(2, 1, 18, 0, &[w(2, 20)]),
             ];
             b.at(3).batch(1, requests, &[1, 2]);
-            b.at(4)
-                .attempt_ended(1, 1, AttemptResult::Committed { commit_seq: 1 })
-                .committed(1, 1)
-                .attempt_ended(2, 1, AttemptResult::Committed { commit_seq: 2 })
-                .committed(2, 2);
+            b.at(4).acked(1, 1, 1).acked(2, 1, 2);
             b.build()
         },
     );
@@ -247,9 +239,7 @@ fn d5_a_batch_published_before_its_fsync_returned_is_rejected() {
             } else {
                 b.push(fsync).push(publish);
             }
-            b.at(3)
-                .attempt_ended(1, 1, AttemptResult::Committed { commit_seq: 1 })
-                .committed(1, 1);
+            b.at(3).acked(1, 1, 1);
             b.build()
         },
     );
@@ -324,9 +314,7 @@ fn d7_an_event_committed_twice_after_a_lost_response_is_rejected() {
             let retry = request(1, 2, 17, 1, &[w(1, 11)]);
             if broken {
                 b.batch(2, vec![retry], &[2]);
-                b.at(6)
-                    .attempt_ended(1, 2, AttemptResult::Committed { commit_seq: 2 })
-                    .committed(1, 2);
+                b.at(6).acked(1, 2, 2);
             } else {
                 b.batch(2, vec![conflict(retry, "receipt-exists")], &[]);
                 b.at(6).attempt_ended(1, 2, permanent()).complete(
@@ -359,9 +347,7 @@ fn d8_two_overlapping_commits_from_one_snapshot_are_rejected() {
             let second = request(2, 1, 18, 0, &[w(1, 20)]);
             if broken {
                 b.batch(1, vec![first, second], &[1, 2]);
-                b.at(3)
-                    .attempt_ended(2, 1, AttemptResult::Committed { commit_seq: 2 })
-                    .committed(2, 2);
+                b.at(3).acked(2, 1, 2);
             } else {
                 b.batch(
                     1,
@@ -374,13 +360,9 @@ fn d8_two_overlapping_commits_from_one_snapshot_are_rejected() {
                 b.at(3).attempt_ended(2, 1, transient());
                 b.at(4).attempt(2, 2, MS).through_channel(3);
                 b.batch(2, vec![request(2, 2, 18, 1, &[w(1, 21)])], &[2]);
-                b.at(5)
-                    .attempt_ended(2, 2, AttemptResult::Committed { commit_seq: 2 })
-                    .committed(2, 2);
+                b.at(5).acked(2, 2, 2);
             }
-            b.at(6)
-                .attempt_ended(1, 1, AttemptResult::Committed { commit_seq: 1 })
-                .committed(1, 1);
+            b.at(6).acked(1, 1, 1);
             b.build()
         },
     );
@@ -632,10 +614,7 @@ fn a_correct_history_using_every_event_kind_passes() {
     {
         b.repair(1, event_seq as u32 + 1, kind);
     }
-    b.at(3)
-        .attempt_ended(1, 1, AttemptResult::Committed { commit_seq: 1 })
-        .committed(1, 1)
-        .attempt_ended(2, 1, transient());
+    b.at(3).acked(1, 1, 1).attempt_ended(2, 1, transient());
     b.at(4).attempt(2, 2, 800_000).through_channel(4);
     let op2 = request(2, 2, 17, 1, &[w(2, 22)]);
     b.batch(2, vec![op2.clone()], &[2]);

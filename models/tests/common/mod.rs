@@ -140,6 +140,13 @@ impl Builder {
         self.complete(op, Outcome::Ok(OkValue::Committed { commit_seq }))
     }
 
+    /// Attempt `attempt` of `op` is acknowledged as `commit_seq`, and the
+    /// write completes with it.
+    pub fn acked(&mut self, op: OpId, attempt: u32, commit_seq: CommitSeq) -> &mut Self {
+        self.attempt_ended(op, attempt, AttemptResult::Committed { commit_seq })
+            .committed(op, commit_seq)
+    }
+
     /// Permit `permit` of channel 0 is reserved.
     pub fn reserve(&mut self, permit: PermitSeq) -> &mut Self {
         self.push(EventKind::PermitReserved { channel: 0, permit })
