@@ -105,7 +105,7 @@ fn positions(history: &History, wanted: impl Fn(usize, &Event) -> bool) -> Vec<u
         .collect()
 }
 
-fn pick_from(candidates: Vec<usize>, pick: usize) -> Option<usize> {
+fn pick_from<T: Copy>(candidates: Vec<T>, pick: usize) -> Option<T> {
     (!candidates.is_empty()).then(|| candidates[pick % candidates.len()])
 }
 
@@ -198,10 +198,7 @@ fn drop_one_write(history: &History, pick: usize) -> Option<History> {
             _ => vec![],
         })
         .collect();
-    if candidates.is_empty() {
-        return None;
-    }
-    let (index, entry) = candidates[pick % candidates.len()];
+    let (index, entry) = pick_from(candidates, pick)?;
     let mut mutated = history.clone();
     recovered_log(&mut mutated, index)?
         .get_mut(entry)?
@@ -253,10 +250,7 @@ fn swap_deliveries(history: &History, pick: usize) -> Option<History> {
             _ => {}
         }
     }
-    if candidates.is_empty() {
-        return None;
-    }
-    let (first, second) = candidates[pick % candidates.len()];
+    let (first, second) = pick_from(candidates, pick)?;
     let mut mutated = history.clone();
     let permit_of = |h: &History, i: usize| match h.events[i].kind {
         EventKind::PermitDelivered { permit, .. } => permit,
@@ -342,10 +336,7 @@ fn duplicate_event_id(history: &History, pick: usize) -> Option<History> {
             _ => {}
         }
     }
-    if candidates.is_empty() {
-        return None;
-    }
-    let (first, second) = candidates[pick % candidates.len()];
+    let (first, second) = pick_from(candidates, pick)?;
     let first_valid_event = |batch_id: u64| {
         history.events.iter().find_map(|e| match &e.kind {
             EventKind::BatchValidated { batch, requests } if *batch == batch_id => requests
@@ -393,10 +384,7 @@ fn accept_a_conflict(history: &History, pick: usize) -> Option<History> {
             _ => vec![],
         })
         .collect();
-    if candidates.is_empty() {
-        return None;
-    }
-    let (index, request) = candidates[pick % candidates.len()];
+    let (index, request) = pick_from(candidates, pick)?;
     let mut mutated = history.clone();
     if let EventKind::BatchValidated { requests, .. } = &mut mutated.events[index].kind {
         requests.get_mut(request)?.verdict = Verdict::Valid;
