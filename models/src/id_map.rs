@@ -58,6 +58,22 @@ fn grown_len(len: u64, id: u64, inserted: u64) -> Option<usize> {
     usize::try_from(id.saturating_add(1).max(doubled)).ok()
 }
 
+/// The indexes of the set bits of `words`, in order (a word at a time:
+/// empty stretches cost one test per 64 slots).
+fn set_bits(words: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    words.iter().enumerate().flat_map(|(word, &bits)| {
+        let mut rest = bits;
+        std::iter::from_fn(move || {
+            if rest == 0 {
+                return None;
+            }
+            let bit = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            Some(word * 64 + bit)
+        })
+    })
+}
+
 /// The word and mask of bit `index`.
 #[inline]
 fn bit(index: usize) -> (usize, u64) {
@@ -175,12 +191,8 @@ impl<V: Default> IdMap<V> {
 
     /// All entries in key order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
-        let dense = self
-            .dense
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| self.is_set(*index))
-            .map(|(index, value)| (index as u64, value));
+        let dense = set_bits(&self.present)
+            .filter_map(|index| self.dense.get(index).map(|value| (index as u64, value)));
         dense.chain(self.sparse.iter().map(|(id, value)| (*id, value)))
     }
 
