@@ -134,6 +134,21 @@ impl<V: Default> IdMap<V> {
         }
     }
 
+    /// Set the value for `id`; returns whether `id` had none (an
+    /// [`IdMap::insert`] that does not hand the previous value back).
+    #[inline]
+    pub(crate) fn put(&mut self, id: u64, value: V) -> bool {
+        let Some(index) = self.dense_index(id) else {
+            return self.insert_outside(id, value).is_none();
+        };
+        let was_set = self.set(index);
+        if let Some(slot) = self.dense.get_mut(index) {
+            *slot = value;
+        }
+        self.inserted += u64::from(!was_set);
+        !was_set
+    }
+
     #[inline]
     fn insert_dense(&mut self, index: usize, value: V) -> Option<V> {
         let was_set = self.set(index);
