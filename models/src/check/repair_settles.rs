@@ -20,7 +20,6 @@ use crate::history::{CommitSeq, RepairEventKind, RepairState, RepairSymbols, Sim
 use crate::id_map::{IdMap, IdSet};
 use crate::model::repair::{verify_symbols, ParityError, RepairBreach, RepairLifecycle};
 use crate::violation::InvariantId;
-use crate::window_map::WindowMap;
 
 use super::{Phases, Report};
 
@@ -30,10 +29,9 @@ pub(crate) struct RepairSettles {
     commits: IdMap<RepairLifecycle>,
     /// Commits with a settled record.
     settled: IdSet,
-    /// Commits whose repair is open (`Pending` or running): a crash must
-    /// reach each of them without scanning every commit. Repairs close
-    /// roughly in the order they open, so the window stays small.
-    open: WindowMap<()>,
+    /// Commits that entered `Pending` since the last crash (a crash must
+    /// reach every open repair without scanning every commit).
+    opened_since_crash: Vec<CommitSeq>,
 }
 
 impl RepairSettles {
@@ -49,29 +47,27 @@ impl RepairSettles {
         let lifecycle = self
             .commits
             .get_or_insert_with(commit_seq, RepairLifecycle::new);
-        let was_open = lifecycle.is_open();
         let breaches = lifecycle.apply(event_seq, kind);
-        match (was_open, lifecycle.is_open()) {
-            (false, true) => {
-                self.open.insert(commit_seq, ());
-            }
-            (true, false) => {
-                self.open.remove(commit_seq);
-            }
-            _ => {}
+        if kind == RepairEventKind::DurableButNotRepairable {
+            self.opened_since_crash.push(commit_seq);
         }
         if breaches != [None, None] {
             explain_breaches(time, commit_seq, kind, breaches, report);
         }
     }
 
-    /// A crash sends every open repair back to `Pending` (they stay open).
     pub(crate) fn on_crash(&mut self) {
-        for (commit_seq, ()) in self.open.iter() {
+        let mut still_open = Vec::new();
+        for commit_seq in std::mem::take(&mut self.opened_since_crash) {
             if let Some(lifecycle) = self.commits.get_mut(commit_seq) {
                 lifecycle.crash();
+                if lifecycle.state() == RepairState::Pending {
+                    still_open.push(commit_seq);
+                }
             }
         }
+        still_open.dedup();
+        self.opened_since_crash = still_open;
     }
 
     pub(crate) fn on_settled(

@@ -194,15 +194,6 @@ impl RepairLifecycle {
         }
     }
 
-    /// Whether the repair is open: `Pending` or running (what a crash
-    /// affects).
-    #[inline]
-    pub fn is_open(&self) -> bool {
-        const PENDING: u8 = stage_code(Stage::Pending { acked: false });
-        const RUNNING_ACKED: u8 = stage_code(Stage::Running { acked: true });
-        (PENDING..=RUNNING_ACKED).contains(&self.stage)
-    }
-
     /// The server crashed: a running repair is pending again.
     pub fn crash(&mut self) {
         match self.stage() {
@@ -449,10 +440,6 @@ mod tests {
                         events_seen: 3,
                         crashed_while_open: recovered,
                     };
-                    assert_eq!(
-                        lifecycle.is_open(),
-                        matches!(stage, Stage::Pending { .. } | Stage::Running { .. })
-                    );
                     let breaches = lifecycle.apply(4, event);
                     let next = next_stage(stage, event, recovered);
                     assert_eq!(lifecycle.stage(), next.unwrap_or(stage));
