@@ -23,3 +23,21 @@ fn commit_service_holds_under_swarm() {
         .profile(Profile::Swarm)
         .run();
 }
+
+#[test]
+fn backoff_holds_under_chaos() {
+    check("backoff").seeds(0..200).profile(Profile::Chaos).run();
+}
+
+#[test]
+fn repair_holds_under_chaos() {
+    check("repair").seeds(0..60).profile(Profile::Chaos).run();
+}
+
+#[test]
+fn queued_writer_holds_under_chaos() {
+    check("queued-writer")
+        .seeds(0..200)
+        .profile(Profile::Chaos)
+        .run();
+}

@@ -183,6 +183,7 @@ fn try_reserve_for_gives_up_after_its_timeout_and_takes_nothing() {
             capacity: 1,
             tracked: true,
             recorder: Some(recorder.clone()),
+            ..ChannelOptions::default()
         });
         let held = tx.reserve().await.expect("open");
         let before = clock::now();
@@ -217,6 +218,7 @@ fn many_writers_never_take_more_than_capacity_and_delivery_follows_permit_number
                 capacity: 3,
                 tracked: true,
                 recorder: Some(rec),
+                ..ChannelOptions::default()
             });
             let mut writers = Vec::new();
             for w in 0..8u64 {

@@ -12,7 +12,10 @@
 //! 5. window 0: terminal on the first conflict, handler ran once;
 //! 6. three whole-list appends issued together during a storm of 8
 //!    conflicts: the durable list is exactly [1, 2, 3];
-//! - configuration is validated and clamped with clear errors.
+//! - configuration is validated and clamped with clear errors;
+//! - the known-bug switches reproduce spec 02's historical bugs: a fixed
+//!   retry budget that drops a write silently, a permanent rejection
+//!   retried.
 
 mod common;
 
@@ -22,8 +25,8 @@ use std::time::Duration;
 
 use common::{expect_ok, in_process};
 use durasim::systems::backoff::{
-    BackoffConfig, BackoffConfigError, BackoffPolicy, CommitConvergenceError, RetryEvent,
-    RetryLoop, WriteError, DEFAULT_MAX_DELAY,
+    AttemptOutcome, BackoffConfig, BackoffConfigError, BackoffPolicy, CommitConvergenceError,
+    RetryBugs, RetryEvent, RetryLoop, WriteError, DEFAULT_MAX_DELAY, FIXED_RETRY_BUDGET,
 };
 use durasim::systems::committed_write::{decode_list, encode_list, EventLoop, PageWriter};
 use durasim::systems::group_commit::{group_commit, CoordinatorHandle, GroupCommitConfig};
@@ -44,12 +47,24 @@ async fn start(
     terminal: Terminal,
     recorder: Recorder<RetryEvent>,
 ) -> (PageWriter, CoordinatorHandle) {
+    start_with_bugs(ctx, policy, RetryBugs::default(), terminal, recorder).await
+}
+
+/// [`start`], with the loop's known bugs `bugs` switched on.
+async fn start_with_bugs(
+    ctx: &ProcessCtx,
+    policy: BackoffPolicy,
+    bugs: RetryBugs,
+    terminal: Terminal,
+    recorder: Recorder<RetryEvent>,
+) -> (PageWriter, CoordinatorHandle) {
     let (wal, recovery) = Wal::open(&ctx.disk(), WalConfig::new("wal"), None)
         .await
         .expect("recovery");
     let gc = group_commit(wal, &recovery, GroupCommitConfig::default());
     madsim::task::spawn(gc.coordinator.run());
     let retry = RetryLoop::new(policy)
+        .with_bugs(bugs)
         .on_terminal_error(move |e| terminal.lock().expect("lock").push(e.clone()))
         .recording_into(recorder);
     (PageWriter::new(gc.client, retry, PAGE), gc.handle)
@@ -74,11 +89,21 @@ struct Seen {
 /// Add 3 to the counter at `PAGE` as event 77, with `reject` arming the
 /// server's rejections first.
 fn add_three(policy: BackoffPolicy, reject: fn(&CoordinatorHandle)) -> Seen {
+    add_three_with_bugs(policy, RetryBugs::default(), reject)
+}
+
+/// [`add_three`] with the loop's known bugs `bugs` switched on.
+fn add_three_with_bugs(
+    policy: BackoffPolicy,
+    bugs: RetryBugs,
+    reject: fn(&CoordinatorHandle),
+) -> Seen {
     expect_ok(run(RunConfig::new(21), move |sim| async move {
         in_process(&sim, Duration::from_secs(600), move |ctx| async move {
             let terminal = Terminal::default();
             let recorder = Recorder::new();
-            let (writer, handle) = start(&ctx, policy, terminal.clone(), recorder.clone()).await;
+            let (writer, handle) =
+                start_with_bugs(&ctx, policy, bugs, terminal.clone(), recorder.clone()).await;
             reject(&handle);
             let runs = AtomicU32::new(0);
             let result = writer
@@ -300,6 +325,78 @@ fn three_list_appends_issued_together_in_a_storm_of_8_conflicts_all_land_in_orde
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert!(terminal.is_empty());
     assert_eq!(durable, Some(vec![1, 2, 3]));
+}
+
+#[test]
+fn the_fixed_retry_budget_bug_drops_a_write_in_a_storm_of_8_conflicts_without_a_terminal_error() {
+    let bugs = RetryBugs {
+        fixed_retry_budget: true,
+        ..RetryBugs::default()
+    };
+    let seen = add_three_with_bugs(BackoffPolicy::default(), bugs, |h| h.force_conflicts(8));
+    assert_eq!(
+        seen.runs,
+        FIXED_RETRY_BUDGET + 1,
+        "gave up after the budget"
+    );
+    assert_eq!(seen.value, None, "not applied");
+    assert!(seen.terminal.is_empty(), "the error handler heard nothing");
+    assert!(
+        !seen
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, RetryEvent::Terminal(_))),
+        "no terminal error recorded"
+    );
+    // The correct loop, same storm: lands (acceptance behaviour 1).
+    let correct = add_three(BackoffPolicy::default(), |h| h.force_conflicts(8));
+    assert_eq!(correct.value, Some(3));
+}
+
+#[test]
+fn the_permanent_retried_bug_retries_a_receipt_exists_rejection() {
+    let bugs = RetryBugs {
+        permanent_retried: true,
+        ..RetryBugs::default()
+    };
+    let seen = add_three_with_bugs(BackoffPolicy::default(), bugs, |h| {
+        h.force_receipt_exists(1)
+    });
+    assert_eq!(
+        seen.runs, 2,
+        "the handler re-ran after the permanent rejection"
+    );
+    assert_eq!(seen.result, Ok(1));
+    assert!(
+        seen.telemetry.is_empty(),
+        "treated as transient, not reported"
+    );
+    let outcomes: Vec<&RetryEvent> = seen
+        .events
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| !matches!(e, RetryEvent::Backoff { .. }))
+        .collect();
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [
+                RetryEvent::AttemptStarted { attempt: 1, .. },
+                RetryEvent::AttemptEnded {
+                    attempt: 1,
+                    outcome: AttemptOutcome::Permanent(_),
+                    ..
+                },
+                RetryEvent::AttemptStarted { attempt: 2, .. },
+                RetryEvent::AttemptEnded {
+                    attempt: 2,
+                    outcome: AttemptOutcome::Applied,
+                    ..
+                },
+            ]
+        ),
+        "{outcomes:?}"
+    );
 }
 
 #[test]

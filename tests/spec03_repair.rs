@@ -24,6 +24,7 @@ use durasim::systems::repair::{
     GenerationFault, ParityRecord, Receipt, RepairConfig, RepairCoordinator, RepairEventKind,
     RepairState,
 };
+use durasim::systems::wal_format::DEFAULT_BLOCK;
 use durasim_sim::{run, FaultConfig, ProcessCtx, RunConfig, Sim};
 
 fn payload(i: u64) -> Vec<u8> {
@@ -50,7 +51,7 @@ fn kinds(repair: &RepairCoordinator, seq: u64) -> Vec<RepairEventKind> {
 
 /// Every `Completed` commit's parity on `ctx`'s disk verifies.
 fn parity_on_disk_verifies(ctx: &ProcessCtx, repair: &RepairCoordinator) -> usize {
-    let (commits, records) = read_image(&ctx.disk().snapshot(), "repair");
+    let (commits, records) = read_image(&ctx.disk().snapshot(), "repair", DEFAULT_BLOCK);
     let mut verified = 0;
     for (seq, state) in repair.states() {
         if state == RepairState::Completed {
@@ -139,7 +140,7 @@ fn with_repair_disabled_a_commit_is_durable_and_acked_with_nothing_scheduled() {
             assert_eq!(kinds(&repair, 1), vec![CommitDurable, CommitAcked]);
             assert_eq!(repair.repair_state_for(1), RepairState::NotScheduled);
             assert_eq!(repair.wait_for_background_repair().await.joined, 0);
-            let (commits, parity) = read_image(&ctx.disk().snapshot(), "repair");
+            let (commits, parity) = read_image(&ctx.disk().snapshot(), "repair", DEFAULT_BLOCK);
             assert_eq!(commits.len(), 1);
             assert!(parity.is_empty());
         })

@@ -550,6 +550,12 @@ pub enum RepairEventKind {
     RepairCompleted,
     /// Repair failed (or could not be scheduled, or was cancelled): `Failed`.
     RepairFailed,
+    /// After a crash, recovery found the commit durable without valid
+    /// repair symbols and re-scheduled its repair: `Pending` again.
+    RecoveredPending,
+    /// After a crash, recovery found the commit's repair symbols durable and
+    /// valid: `Completed`.
+    RecoveredCompleted,
 }
 
 /// A commit's repair state (spec 03).

@@ -254,7 +254,7 @@ fn arbitrary_event() -> impl Strategy<Value = EventKind> {
                     corruption_reported_from,
                 }))
             ),
-        (0_u64..3, 0_u32..5, 0_usize..6).prop_map(|(commit_seq, event_seq, kind)| {
+        (0_u64..3, 0_u32..5, 0_usize..8).prop_map(|(commit_seq, event_seq, kind)| {
             EventKind::Repair {
                 commit_seq,
                 event_seq,
@@ -265,6 +265,8 @@ fn arbitrary_event() -> impl Strategy<Value = EventKind> {
                     RepairEventKind::RepairStarted,
                     RepairEventKind::RepairCompleted,
                     RepairEventKind::RepairFailed,
+                    RepairEventKind::RecoveredPending,
+                    RepairEventKind::RecoveredCompleted,
                 ][kind],
             }
         }),

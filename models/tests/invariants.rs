@@ -412,6 +412,69 @@ fn d9_a_repair_left_pending_at_quiescence_is_rejected() {
 }
 
 #[test]
+fn d9_a_completed_repair_whose_symbols_a_crash_lost_is_rejected() {
+    assert_only(
+        InvariantId::D9,
+        "d9_a_completed_repair_whose_symbols_a_crash_lost_is_rejected",
+        |broken| {
+            let mut b = Builder::new();
+            let events = [
+                RepairEventKind::CommitDurable,
+                RepairEventKind::DurableButNotRepairable,
+                RepairEventKind::CommitAcked,
+                RepairEventKind::RepairStarted,
+                RepairEventKind::RepairCompleted,
+            ];
+            for (index, kind) in events.iter().enumerate() {
+                b.at(1 + index as u64).push(EventKind::Repair {
+                    commit_seq: 1,
+                    event_seq: index as u32 + 1,
+                    kind: *kind,
+                });
+            }
+            b.at(7).crash();
+            // Recovery finds the symbols (fixed) or not (broken), and
+            // re-derives the state from what it found.
+            let found = if broken {
+                RepairEventKind::RecoveredPending
+            } else {
+                RepairEventKind::RecoveredCompleted
+            };
+            b.at(8).push(EventKind::Repair {
+                commit_seq: 1,
+                event_seq: 6,
+                kind: found,
+            });
+            if broken {
+                for (event_seq, kind) in [
+                    (7, RepairEventKind::RepairStarted),
+                    (8, RepairEventKind::RepairCompleted),
+                ] {
+                    b.at(9).push(EventKind::Repair {
+                        commit_seq: 1,
+                        event_seq,
+                        kind,
+                    });
+                }
+            }
+            b.at(10).quiescence();
+            let systematic = b"systematic bytes".to_vec();
+            let parity = xor_parity(&systematic, 4);
+            b.push(EventKind::RepairSettled {
+                commit_seq: 1,
+                state: RepairState::Completed,
+                symbols: Some(Box::new(RepairSymbols {
+                    shard_size: 4,
+                    systematic,
+                    parity,
+                })),
+            });
+            b.build()
+        },
+    );
+}
+
+#[test]
 fn d9_completed_repair_symbols_that_do_not_regenerate_the_data_are_rejected() {
     assert_only(
         InvariantId::D9,

@@ -294,9 +294,15 @@ pub fn init_logging() {
     // madsim warns on every runtime built on a reused thread that std's
     // HashMap is not seeded deterministically there; durasim never iterates
     // a HashMap (clippy.toml bans the type), so keep that noise out.
-    let filter = Targets::new()
+    let mut filter = Targets::new()
         .with_default(level)
         .with_target("madsim::sim::rand", LevelFilter::ERROR);
+    // madsim opens an error-level span per task and node; recording them
+    // costs a few per cent of a run. They only label debug output, so they
+    // are kept only when debugging.
+    if level < LevelFilter::DEBUG {
+        filter = filter.with_target("madsim::sim::task", LevelFilter::OFF);
+    }
     let fmt = tracing_subscriber::fmt::layer()
         .with_timer(SimTimer)
         .with_writer(std::io::stderr);

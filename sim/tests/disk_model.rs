@@ -210,7 +210,7 @@ proptest! {
         // the new length, and each sector is kept (0) or dropped (1).
         let len = (sectors - 1) * 4096 + tail;
         let mut tape = Tape::empty();
-        tape.set("disk.fsync.eio", 0, 1);
+        tape.set("disk.fsync.eio@f", 0, 1);
         for (i, &drop) in dropped.iter().take(sectors).enumerate() {
             tape.set("disk.eio.sector", i, u64::from(drop));
         }
@@ -562,7 +562,7 @@ fn an_fsync_covers_only_writes_completed_before_it_was_issued() {
         .expect("fsync");
     // A crash that drops every unsynced write (replayed decision: drop 1).
     let mut tape = Tape::empty();
-    tape.set("disk.crash.unsynced", 0, 1);
+    tape.set("disk.crash.unsynced@f", 0, 1);
     let mut crash_chooser = Chooser::replay(tape);
     d.power_fail(&mut crash_chooser, &tearing(false), &mut notes);
     assert_eq!(read_all(&d, "f"), b"before");

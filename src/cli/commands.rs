@@ -14,10 +14,20 @@ use crate::harness::{
 };
 
 pub fn scenarios(registry: &Registry) -> Result<Outcome, HarnessError> {
-    println!("{:<18} {:<8} {:>6}  summary", "scenario", "spec", "size");
+    let spec_width = registry
+        .all()
+        .iter()
+        .map(|s| s.spec().len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    println!(
+        "{:<18} {:<spec_width$} {:>6}  summary",
+        "scenario", "spec", "size"
+    );
     for s in registry.all() {
         println!(
-            "{:<18} {:<8} {:>6}  {}",
+            "{:<18} {:<spec_width$} {:>6}  {}",
             s.name(),
             s.spec(),
             s.default_size(),

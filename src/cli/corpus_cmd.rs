@@ -18,7 +18,10 @@ pub fn dispatch(registry: &Registry, action: CorpusAction) -> Result<Outcome, Ha
             force,
             corpus,
         } => add(registry, &run, seed, &name, &description, force, &corpus),
-        CorpusAction::Check { corpus } => check(registry, &corpus),
+        CorpusAction::Check {
+            corpus,
+            update_digests,
+        } => check(registry, &corpus, update_digests),
     }
 }
 
@@ -83,7 +86,7 @@ fn add(
     Ok(Outcome::Held)
 }
 
-fn check(registry: &Registry, root: &Path) -> Result<Outcome, HarnessError> {
+fn check(registry: &Registry, root: &Path, update_digests: bool) -> Result<Outcome, HarnessError> {
     let files = corpus::list(root)?;
     let mut changed = 0;
     for path in &files {
@@ -96,10 +99,18 @@ fn check(registry: &Registry, root: &Path) -> Result<Outcome, HarnessError> {
             .as_deref()
             .map(|v| format!(", without bugs {v}"))
             .unwrap_or_default();
-        let drift = if outcome.digest_drift {
-            " (digest drifted)"
-        } else {
-            ""
+        let repin = update_digests && outcome.digest_drift && outcome.holds();
+        if repin {
+            let updated = CorpusEntry {
+                digest: outcome.digest,
+                ..entry
+            };
+            corpus::write_entry(path, &updated, true)?;
+        }
+        let drift = match (outcome.digest_drift, repin) {
+            (true, true) => " (digest drifted, re-pinned)",
+            (true, false) => " (digest drifted)",
+            (false, _) => "",
         };
         println!(
             "{status:<8} {}: expected {}, got {}{fixed}{drift}",

@@ -185,6 +185,11 @@ pub enum CorpusAction {
         /// Corpus directory.
         #[arg(long, default_value = "corpus")]
         corpus: PathBuf,
+        /// Re-pin the trace digest of entries whose verdict still holds but
+        /// whose digest drifted (after an intended change to a system or
+        /// the trace). Entries whose verdict changed are never touched.
+        #[arg(long)]
+        update_digests: bool,
     },
 }
 

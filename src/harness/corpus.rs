@@ -209,6 +209,8 @@ pub struct EntryCheck {
     pub without_bugs: Option<String>,
     /// Whether the digest differs from the recorded one.
     pub digest_drift: bool,
+    /// The digest the replay gave.
+    pub digest: TraceDigest,
 }
 
 impl EntryCheck {
@@ -234,5 +236,24 @@ pub fn check_entry(scenario: &dyn Scenario, path: &Path, entry: &CorpusEntry) ->
         actual: result.verdict.key().to_string(),
         without_bugs,
         digest_drift: result.digest != entry.digest,
+        digest: result.digest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use durasim_sim::FaultConfig;
+
+    /// A corpus entry must replay the very run it recorded, so every fault
+    /// rate must come back from JSON bit for bit (serde_json's default
+    /// float parser may be one ulp off; durasim enables `float_roundtrip`).
+    #[test]
+    fn fault_configs_round_trip_through_json_exactly() {
+        for seed in 0..2000 {
+            let config = FaultConfig::swarm(seed);
+            let text = serde_json::to_string_pretty(&config).expect("serialises");
+            let back: FaultConfig = serde_json::from_str(&text).expect("parses");
+            assert_eq!(back, config, "seed {seed}: {text}");
+        }
     }
 }

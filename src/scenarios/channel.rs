@@ -37,6 +37,10 @@ use crate::systems::record::{lock_recovering, Recorder};
 /// The channel scenario.
 pub struct ChannelScenario;
 
+/// Known bug (spec 01): the channel delivers a later send before an
+/// earlier, still unsent reservation.
+pub const DELIVER_IN_SEND_ORDER: &str = "channel-send-order";
+
 const CAPACITY: usize = 4;
 const WRITERS: u64 = 8;
 const FAULT_PHASE: Duration = Duration::from_millis(1000);
@@ -85,14 +89,15 @@ impl Scenario for ChannelScenario {
     }
 
     fn run<'a>(&'a self, sim: Sim, params: &'a RunParams) -> ScenarioFuture<'a> {
-        Box::pin(run(sim, u64::from(params.size)))
+        let bug = params.bug(DELIVER_IN_SEND_ORDER);
+        Box::pin(run(sim, u64::from(params.size), bug))
     }
 }
 
-async fn run(sim: Sim, size: u64) -> ScenarioReport {
+async fn run(sim: Sim, size: u64, bug: bool) -> ScenarioReport {
     let journal = Arc::new(Journal::default());
     let j = journal.clone();
-    let id = sim.spawn_process("channel", move |ctx| process(ctx, j.clone(), size));
+    let id = sim.spawn_process("channel", move |ctx| process(ctx, j.clone(), size, bug));
     sim.start_faults(&[id]);
     journal.phases.record(EventKind::Phase(Phase::Fault));
     sim.sleep(FAULT_PHASE).await;
@@ -193,7 +198,7 @@ async fn run(sim: Sim, size: u64) -> ScenarioReport {
 
 /// The process's init: a fresh channel per incarnation, its writers and
 /// its receiver.
-async fn process(ctx: ProcessCtx, journal: Arc<Journal>, size: u64) {
+async fn process(ctx: ProcessCtx, journal: Arc<Journal>, size: u64, bug: bool) {
     if ctx.incarnation() > 1 {
         journal.crashes.record(());
     }
@@ -209,6 +214,7 @@ async fn process(ctx: ProcessCtx, journal: Arc<Journal>, size: u64) {
         capacity: CAPACITY,
         tracked: true,
         recorder: Some(recorder),
+        bug_deliver_in_send_order: bug,
     });
     let mut writers = Vec::new();
     for w in 0..WRITERS {

@@ -14,9 +14,19 @@
 //! transient, a lost answer is transient but may have applied, and
 //! `receipt-exists` after such an attempt means the write converged).
 //!
+//! Spec 03 runs behind the group commit: once a batch's fsync returned OK,
+//! each of its commits gets a repair of its systematic bytes (its frame as
+//! the WAL stores it) from the repair workers
+//! ([`crate::systems::repair::RepairWorkers`]), whose parity log lives in
+//! `repair/` on the server's disk. Every recovery opens the workers over
+//! the commits the WAL recovered: commits whose parity is missing are
+//! re-scheduled. Repair faults (slow, failing or panicking generation, a
+//! failure to schedule) are buggified, so they fire in the fault phase
+//! only.
+//!
 //! Phases: setup, `start_faults(server)`, a fault phase with the workload,
-//! `heal`, a bounded wait for every client, quiescence, `final_crash`, and
-//! the last recovery read back.
+//! `heal`, a bounded wait for every client, a bounded wait for the repairs
+//! to settle, quiescence, `final_crash`, and the last recovery read back.
 //!
 //! # History translation
 //! - client calls → `Invoke` / `Complete` (`Ok(Committed)`, `Failed` —
@@ -42,10 +52,15 @@
 //!   starts; a coordinator that halts (its discard failed) is fail-stop:
 //!   the server drops everything in memory and recovers again, recorded as
 //!   a `ServerCrash` too;
+//! - `RepairEvent` → `Repair` (per commit, numbered across the worker
+//!   incarnations, see [`super::repair_history`]); the workers' states at
+//!   quiescence → `RepairSettled`, a `Completed` one with its symbols read
+//!   from the disk the final crash left (systematic bytes from the WAL,
+//!   parity from the parity log);
 //! - phases → `Phase` markers.
 //!
 //! Page values are byte strings; the models hold a `u64` per write, so a
-//! write's value is the FNV-1a digest of its payload (see
+//! write's value is the 64-bit digest of its payload (see
 //! [`super::history_check::digest`]).
 //!
 //! Invariants checked: all that the history feeds — D1 (acknowledged and
@@ -54,12 +69,14 @@
 //! order), D5 (publish after fsync, acknowledgements backed by a
 //! publication or by an earlier recovery that exposed the commit), D6 (every write ends, definite failures never applied,
 //! nothing left in a channel), D7 (one application per event id), D8
-//! (first committer wins), D10 (recovery idempotent), D11 (retry window,
-//! curve, no retry after permanent rejections), D12 (channel capacity), L1
-//! (writes finish after heal).
+//! (first committer wins), D9 (repair events in spec 03's order across
+//! crashes and recoveries, nothing `Pending` at quiescence, every
+//! `Completed` repair's durable parity recomputed from and regenerating
+//! the durable systematic bytes), D10 (recovery idempotent), D11 (retry
+//! window, curve, no retry after permanent rejections), D12 (channel
+//! capacity), L1 (writes finish after heal).
 //!
-//! Not mapped: D9 (no repair workers here; see the `repair` scenario),
-//! reads as operations (clients read only inside attempts, which the
+//! Not mapped: reads as operations (clients read only inside attempts, which the
 //! models do not see as `Read` calls), clients as fault targets (the
 //! fault scheduler crashes and pauses the server only; partitions and
 //! message faults involve everyone).
@@ -82,29 +99,47 @@ use durasim_models::{
     AttemptRef, AttemptResult, BatchRequest, Call, EventKind, LogEntry, OkValue, Outcome,
     PageWrite, RejectionClass,
 };
-use durasim_sim::{clock, Disk, Endpoint, Net, ProcessCtx, ProcessId, Sim, SimTime};
+use durasim_sim::{clock, Disk, DiskConfig, Endpoint, Net, ProcessCtx, ProcessId, Sim, SimTime};
 
 use super::history_check::{digest, findings, Merger, Rank};
+use super::repair_history::{push_repair_events, settled_records};
 use crate::harness::{RunParams, Scenario, ScenarioFuture, ScenarioReport};
 use crate::systems::backoff::{
     AttemptOutcome, BackoffPolicy, Rejection, RetryEvent, RetryLoop, WriteError,
 };
 use crate::systems::channel::{ChannelEvent, ReserveError};
-use crate::systems::committed_write::{decode_list, encode_list};
 use crate::systems::group_commit::{
     group_commit, BatchPhase, CommitClient, CommitEvent, CommitRequest, CommitResponse,
-    CommittedState, GroupCommitConfig, PermanentReason,
+    CommittedState, CoordinatorBugs, GroupCommitConfig, PermanentReason, PublishHook,
 };
 use crate::systems::record::{lock_recovering, Recorder};
+use crate::systems::repair::{
+    read_parity_image, RepairConfig, RepairEvent, RepairState, RepairWorkers,
+};
 use crate::systems::wal::{CommitLog, Recovery, Wal, WalConfig, WalError};
 use crate::systems::wal_format::{self, Frame};
 
 /// The commit-service scenario.
 pub struct CommitService;
 
+/// Known bug (spec 01): the coordinator publishes a batch before its fsync.
+pub const PUBLISH_BEFORE_FSYNC: &str = "publish-before-fsync";
+/// Known bug (spec 01): the coordinator acknowledges a batch whose fsync
+/// failed.
+pub const ACK_FAILED_FSYNC: &str = "ack-failed-fsync";
+/// Known bug (spec 01): recovery accepts a torn tail batch.
+pub const ACCEPT_TORN_TAIL: &str = "recovery-accepts-torn-tail";
+
 const CLIENTS: u32 = 4;
 const PAGES: u32 = 3;
 const WAL_DIR: &str = "wal";
+/// Where the repair workers keep their parity log.
+const REPAIR_DIR: &str = "repair";
+/// Shard size of the parity code: a commit's frame is a few shards.
+const SHARD_SIZE: usize = 64;
+/// At quiescence every repair has settled within this (after heal no
+/// repair fault fires, so this is a few parity syncs per commit).
+const REPAIR_SETTLE_BOUND: Duration = Duration::from_secs(5);
 const FAULT_PHASE: Duration = Duration::from_millis(1500);
 /// L1: every write outstanding at heal finishes within this. The longest
 /// wait is one backoff delay of a write that retried through the whole
@@ -193,6 +228,46 @@ struct Journal {
     appended: Mutex<BTreeMap<(u32, u64), Vec<u64>>>,
     recovering: AtomicBool,
     clients_done: AtomicU64,
+    /// One recorder per opening of the repair workers, in order.
+    repairs: Mutex<Vec<Recorder<RepairEvent>>>,
+    /// The repair workers of the serving generation.
+    current_repair: Mutex<Option<RepairWorkers>>,
+    /// Successful openings of the repair workers (the end of a recovery).
+    repairs_opened: AtomicU64,
+    /// The workers' repair states at quiescence.
+    settled: Mutex<BTreeMap<u64, RepairState>>,
+}
+
+/// The server disk's sector, and the WAL's block: 512-byte sectors (as on
+/// 512e drives) keep a batch of a few small commits to one sector, so the
+/// log stays small and every recovery rewrite cheap.
+const SECTOR: u64 = 512;
+
+/// The server's known bugs switched on for a run (none by default).
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerBugs {
+    coordinator: CoordinatorBugs,
+    accept_torn_tail: bool,
+}
+
+impl ServerBugs {
+    fn from_params(params: &RunParams) -> ServerBugs {
+        ServerBugs {
+            coordinator: CoordinatorBugs {
+                publish_before_fsync: params.bug(PUBLISH_BEFORE_FSYNC),
+                ack_failed_fsync: params.bug(ACK_FAILED_FSYNC),
+            },
+            accept_torn_tail: params.bug(ACCEPT_TORN_TAIL),
+        }
+    }
+}
+
+fn wal_config(bugs: ServerBugs) -> WalConfig {
+    WalConfig {
+        block_size: SECTOR,
+        bug_accept_torn_tail: bugs.accept_torn_tail,
+        ..WalConfig::new(WAL_DIR)
+    }
 }
 
 impl Scenario for CommitService {
@@ -201,11 +276,11 @@ impl Scenario for CommitService {
     }
 
     fn summary(&self) -> &'static str {
-        "group commit over the WAL + retrying read-modify-write clients; full model check (D1-D8, D10-D12, L1)"
+        "group commit over the WAL + repair workers + retrying read-modify-write clients; full model check (D1-D12, L1)"
     }
 
     fn spec(&self) -> &'static str {
-        "01, 02, 07"
+        "01, 02, 03, 07"
     }
 
     fn default_size(&self) -> u32 {
@@ -216,12 +291,21 @@ impl Scenario for CommitService {
         Duration::from_secs(120)
     }
 
+    fn disk(&self) -> DiskConfig {
+        DiskConfig {
+            sector_size: SECTOR as u32,
+            ..DiskConfig::default()
+        }
+    }
+
     fn run<'a>(&'a self, sim: Sim, params: &'a RunParams) -> ScenarioFuture<'a> {
-        Box::pin(run(sim, params.size))
+        Box::pin(run(sim, params))
     }
 }
 
-async fn run(sim: Sim, size: u32) -> ScenarioReport {
+async fn run(sim: Sim, params: &RunParams) -> ScenarioReport {
+    let size = params.size;
+    let bugs = ServerBugs::from_params(params);
     let journal = Arc::new(Journal::default());
     let net: Net<Msg> = Net::new();
     let policy = BackoffPolicy::default();
@@ -235,7 +319,7 @@ async fn run(sim: Sim, size: u32) -> ScenarioReport {
         }));
 
     let (j, n) = (journal.clone(), net.clone());
-    let server = sim.spawn_process("server", move |ctx| serve(ctx, n.clone(), j.clone()));
+    let server = sim.spawn_process("server", move |ctx| serve(ctx, n.clone(), j.clone(), bugs));
     let per_client = size.div_ceil(CLIENTS).max(1);
     for c in 0..CLIENTS {
         let first = u64::from(c * per_client) + 1;
@@ -263,24 +347,44 @@ async fn run(sim: Sim, size: u32) -> ScenarioReport {
         sim.sleep(Duration::from_millis(10)).await;
     }
     sim.sleep(Duration::from_millis(5)).await;
+    let settling = sim.now();
+    while repairs_pending(&journal) != Some(0) && sim.now().since(settling) < REPAIR_SETTLE_BOUND {
+        sim.sleep(Duration::from_millis(5)).await;
+    }
     journal
         .phases
         .record(EventKind::Phase(models::Phase::Quiescence));
+    let states = lock_recovering(&journal.current_repair)
+        .as_ref()
+        .map(RepairWorkers::states)
+        .unwrap_or_default();
+    *lock_recovering(&journal.settled) = states;
     journal
         .phases
         .record(EventKind::Phase(models::Phase::FinalCrash));
+    let opened = journal.repairs_opened.load(Ordering::Relaxed);
     sim.final_crash(&[server]);
     let crashed = sim.now();
-    while recoveries_after(&journal, crashed) == 0
+    // The final recovery: the WAL, then the repair workers.
+    while (recoveries_after(&journal, crashed) == 0
+        || journal.repairs_opened.load(Ordering::Relaxed) == opened)
         && sim.now().since(crashed) < Duration::from_secs(2)
     {
         sim.sleep(Duration::from_millis(2)).await;
     }
-    let history = history(&journal, server);
+    let image = sim.disk_files(server);
+    let history = history(&journal, server, &image);
     ScenarioReport {
         findings: findings(&history),
         operations: history.operation_count() as u64,
     }
+}
+
+/// Repairs still pending in the serving generation (`None`: no workers).
+fn repairs_pending(journal: &Journal) -> Option<usize> {
+    lock_recovering(&journal.current_repair)
+        .as_ref()
+        .map(RepairWorkers::pending_background_repair_count)
 }
 
 fn recoveries_after(journal: &Journal, time: SimTime) -> usize {
@@ -295,33 +399,79 @@ fn recoveries_after(journal: &Journal, time: SimTime) -> usize {
 // ----- server ---------------------------------------------------------------
 
 /// The server's init: runs on every (re)start.
-async fn serve(ctx: ProcessCtx, net: Net<Msg>, journal: Arc<Journal>) {
+async fn serve(ctx: ProcessCtx, net: Net<Msg>, journal: Arc<Journal>, bugs: ServerBugs) {
     if ctx.incarnation() > 1 {
         let during_recovery = journal.recovering.load(Ordering::Relaxed);
         journal.server.record(ServerRec::Crash { during_recovery });
     }
+    *lock_recovering(&journal.current_repair) = None;
     let endpoint = Arc::new(net.endpoint(&ctx));
     let disk = ctx.disk();
     loop {
-        let Some((wal, recovery)) = recover(&disk, &journal).await else {
+        let Some((wal, recovery)) = recover(&disk, &journal, bugs).await else {
             // Recovery reported corruption: halt loudly (recorded), serve
             // nothing.
             std::future::pending::<()>().await;
             return;
         };
-        serve_generation(&disk, &endpoint, &journal, wal, recovery).await;
-        // The coordinator halted: fail-stop, memory is gone; recover again.
+        let Some(repair) = recover_repairs(&disk, &journal, &recovery).await else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        serve_generation(&disk, &endpoint, &journal, wal, recovery, bugs, &repair).await;
+        // The coordinator halted: fail-stop, memory is gone (the repair
+        // workers stop as a crash would stop them); recover again.
+        repair.stop_all();
+        *lock_recovering(&journal.current_repair) = None;
         journal.server.record(ServerRec::Crash {
             during_recovery: false,
         });
     }
 }
 
-/// Recover the WAL, retrying I/O errors; record what it exposes.
-async fn recover(disk: &Disk, journal: &Journal) -> Option<(Wal, Recovery)> {
+/// Open the repair workers over the commits WAL recovery found (their
+/// systematic bytes: each commit's frame as the WAL stores it), retrying
+/// I/O errors; they re-schedule every commit whose parity is missing.
+/// `None` when the parity log reports corruption (halt, loudly).
+async fn recover_repairs(
+    disk: &Disk,
+    journal: &Journal,
+    recovery: &Recovery,
+) -> Option<RepairWorkers> {
     journal.recovering.store(true, Ordering::Relaxed);
     let opened = loop {
-        match Wal::open(disk, WalConfig::new(WAL_DIR), None).await {
+        let recorder = Recorder::new();
+        lock_recovering(&journal.repairs).push(recorder.clone());
+        let config = RepairConfig {
+            dir: REPAIR_DIR.into(),
+            shard_size: SHARD_SIZE,
+            block_size: SECTOR,
+            recorder,
+            ..RepairConfig::default()
+        };
+        let durable = recovery
+            .frames
+            .iter()
+            .map(|(_, f)| (f.commit_seq, wal_format::frame_bytes(f)));
+        match RepairWorkers::open(disk, config, durable).await {
+            Ok((repair, _)) => break Some(repair),
+            Err(WalError::Corrupt(_)) => break None,
+            Err(_) => clock::sleep(Duration::from_millis(5)).await,
+        }
+    };
+    journal.recovering.store(false, Ordering::Relaxed);
+    if let Some(repair) = &opened {
+        *lock_recovering(&journal.current_repair) = Some(repair.clone());
+        journal.repairs_opened.fetch_add(1, Ordering::Relaxed);
+    }
+    opened
+}
+
+/// Recover the WAL, retrying I/O errors; record what it exposes.
+async fn recover(disk: &Disk, journal: &Journal, bugs: ServerBugs) -> Option<(Wal, Recovery)> {
+    journal.recovering.store(true, Ordering::Relaxed);
+    let opened = loop {
+        match Wal::open(disk, wal_config(bugs), None).await {
             Ok(opened) => break Some(opened),
             Err(WalError::Corrupt(_)) => break None,
             Err(_) => clock::sleep(Duration::from_millis(5)).await,
@@ -338,10 +488,9 @@ async fn recover(disk: &Disk, journal: &Journal) -> Option<(Wal, Recovery)> {
         None => {
             // Report what precedes the damage, and where the damage starts.
             let bytes = disk
-                .snapshot()
-                .remove(&WalConfig::new(WAL_DIR).log_path())
+                .current_bytes(&wal_config(bugs).log_path())
                 .unwrap_or_default();
-            let scan = wal_format::scan(&bytes, wal_format::DEFAULT_BLOCK, true);
+            let scan = wal_format::scan(&bytes, SECTOR, true);
             let frames: Vec<Frame> = scan.frames().map(|(_, f)| f.clone()).collect();
             let from = frames.last().map_or(1, |f| f.commit_seq + 1);
             let recovery = Recovery {
@@ -406,10 +555,7 @@ struct ObservedLog {
 impl ObservedLog {
     fn current_batch(&self) -> u64 {
         self.commits
-            .events()
-            .iter()
-            .rev()
-            .find_map(|e| match e {
+            .find_last(|e| match e {
                 CommitEvent::BatchFormed { batch, .. } => Some(*batch),
                 _ => None,
             })
@@ -443,8 +589,7 @@ impl CommitLog for ObservedLog {
         // The rewrite made the log on disk durable: read it back.
         let bytes = self
             .disk
-            .snapshot()
-            .remove(&self.wal.config().log_path())
+            .current_bytes(&self.wal.config().log_path())
             .unwrap_or_default();
         let scan = wal_format::scan(&bytes, self.wal.config().block_size, true);
         let recovery = Recovery {
@@ -465,6 +610,8 @@ async fn serve_generation(
     journal: &Arc<Journal>,
     wal: Wal,
     recovery: Recovery,
+    bugs: ServerBugs,
+    repair: &RepairWorkers,
 ) {
     let commits = Recorder::new();
     let channel = Recorder::new();
@@ -478,9 +625,16 @@ async fn serve_generation(
         });
         id
     };
+    // Spec 03: once a batch is durable, each of its commits gets a repair
+    // of its systematic bytes (its frame as the WAL stores it).
+    let protect = repair.clone();
     let config = GroupCommitConfig {
         recorder: commits.clone(),
         channel_recorder: Some(channel),
+        bugs: bugs.coordinator,
+        on_published: Some(PublishHook(Arc::new(move |frame: &Frame| {
+            protect.protect(frame.commit_seq, wal_format::frame_bytes(frame));
+        }))),
         ..GroupCommitConfig::default()
     };
     journal.server.record(ServerRec::Declared {
@@ -506,6 +660,11 @@ async fn serve_generation(
             }
         };
         let Some((from, msg)) = next else { break };
+        if let Msg::Read { rid, page } = msg {
+            // A read never waits: answer it here rather than in a task.
+            answer_read(&gc.client, endpoint, from, rid, page);
+            continue;
+        }
         handlers.retain(|h: &madsim::task::JoinHandle<()>| !h.is_finished());
         let (client, endpoint, journal) = (gc.client.clone(), endpoint.clone(), journal.clone());
         handlers.push(madsim::task::spawn(async move {
@@ -520,6 +679,25 @@ async fn serve_generation(
     drop(gc.handle);
 }
 
+/// Answer a read with the page's committed value and the seq it was read at.
+fn answer_read(
+    client: &CommitClient,
+    endpoint: &Endpoint<Msg>,
+    from: ProcessId,
+    rid: u64,
+    page: u32,
+) {
+    let (basis, version) = client.read_snapshot(page);
+    endpoint.send(
+        from,
+        Msg::ReadOk {
+            rid,
+            basis,
+            value: version.map(|v| v.value),
+        },
+    );
+}
+
 /// Answer one message.
 async fn handle(
     client: CommitClient,
@@ -530,17 +708,7 @@ async fn handle(
     msg: Msg,
 ) {
     match msg {
-        Msg::Read { rid, page } => {
-            let (basis, version) = client.read_snapshot(page);
-            endpoint.send(
-                from,
-                Msg::ReadOk {
-                    rid,
-                    basis,
-                    value: version.map(|v| v.value),
-                },
-            );
-        }
+        Msg::Read { rid, page } => answer_read(&client, endpoint, from, rid, page),
         Msg::Commit {
             rid,
             origin,
@@ -669,14 +837,14 @@ async fn attempt_once(
         // Nothing was submitted: certainly not applied.
         return transient("unavailable: read timed out");
     };
-    let mut items = decode_list(value.as_deref());
+    let mut items = decode_events(value.as_deref());
     items.push(origin.op);
     let request = CommitRequest {
         txn_id: origin.op << 16 | u64::from(origin.attempt),
         event_id: Some(origin.op),
         snapshot_seq: basis,
         write_set_pages: vec![page],
-        payload: encode_list(&items),
+        payload: encode_events(&items),
     };
     let commit_id = rid.fetch_add(1, Ordering::Relaxed) + 1;
     endpoint.send(
@@ -738,6 +906,33 @@ async fn attempt_once(
     }
 }
 
+/// Bytes of one event in a page's value: its id and a body derived from
+/// it, like a small row. Values of a few hundred bytes make batches span
+/// several sectors, so a power loss can tear a batch between its header
+/// and its frames, which is what recovery must withstand.
+const EVENT_BYTES: usize = 32;
+
+/// A page's value: its events, in order.
+fn encode_events(events: &[u64]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(events.len() * EVENT_BYTES);
+    for &event in events {
+        let id = event.to_le_bytes();
+        for _ in 0..EVENT_BYTES / 8 {
+            bytes.extend_from_slice(&id);
+        }
+    }
+    bytes
+}
+
+/// The events of a value written by [`encode_events`].
+fn decode_events(value: Option<&[u8]>) -> Vec<u64> {
+    value
+        .unwrap_or_default()
+        .chunks_exact(EVENT_BYTES)
+        .filter_map(|c| c[..8].try_into().ok().map(u64::from_le_bytes))
+        .collect()
+}
+
 /// Wait for the reply `pick` accepts (others are stale: dropped).
 async fn await_reply<T>(
     endpoint: &Endpoint<Msg>,
@@ -759,11 +954,26 @@ async fn await_reply<T>(
 
 // ----- history ---------------------------------------------------------------
 
-fn history(journal: &Journal, server: ProcessId) -> models::History {
+/// The run's history; `image` is the server's disk after the final
+/// recovery (the repair symbols are read from it).
+fn history(
+    journal: &Journal,
+    server: ProcessId,
+    image: &BTreeMap<String, Vec<u8>>,
+) -> models::History {
     let mut merger = Merger::default();
     for r in journal.phases.snapshot() {
+        let quiescence = matches!(r.event, EventKind::Phase(models::Phase::Quiescence));
         merger.push(r.time, Rank::Harness, r.event);
+        if quiescence {
+            // Each commit's repair state at quiescence, right after the
+            // marker.
+            for settled in settled_repairs(journal, image) {
+                merger.push(r.time, Rank::Harness, settled);
+            }
+        }
     }
+    push_repair_events(&lock_recovering(&journal.repairs), &mut merger);
     for r in journal.clients.snapshot() {
         match r.event {
             ClientRec::Invoke { op, process } => merger.push(
@@ -783,6 +993,8 @@ fn history(journal: &Journal, server: ProcessId) -> models::History {
     attempts(journal, &mut merger);
     let submitted = lock_recovering(&journal.submitted).clone();
     let appended = lock_recovering(&journal.appended).clone();
+    let numbers = BatchNumbers::new(&lock_recovering(&journal.generations));
+    let mut append_failed: BTreeMap<(u32, u64), SimTime> = BTreeMap::new();
     for r in journal.server.snapshot() {
         let (rank, kind) = match r.event {
             ServerRec::Crash { during_recovery } => (
@@ -815,21 +1027,41 @@ fn history(journal: &Journal, server: ProcessId) -> models::History {
                     capacity,
                 },
             ),
-            ServerRec::AppendFailed { generation, batch } => (
-                Rank::Server,
-                EventKind::WalAppended {
-                    batch: batch_id(generation, batch),
-                    ok: false,
-                },
-            ),
+            ServerRec::AppendFailed { generation, batch } => {
+                // Part of its batch's story: placed with the coordinator's
+                // records (see `batches`).
+                append_failed.insert((generation, batch), r.time);
+                continue;
+            }
         };
         merger.push(r.time, rank, kind);
     }
     for generation in lock_recovering(&journal.generations).iter() {
-        batches(generation, &submitted, &appended, &mut merger);
+        batches(
+            generation,
+            &numbers,
+            &submitted,
+            &appended,
+            &append_failed,
+            &mut merger,
+        );
         permits(generation, &mut merger);
     }
     merger.into_history()
+}
+
+/// `RepairSettled` records: the states at quiescence, with the symbols of
+/// completed repairs as the final crash left them on disk.
+fn settled_repairs(journal: &Journal, image: &BTreeMap<String, Vec<u8>>) -> Vec<EventKind> {
+    let wal = image
+        .get(&WalConfig::new(WAL_DIR).log_path())
+        .map_or(&[][..], Vec::as_slice);
+    let systematic: BTreeMap<u64, Vec<u8>> = wal_format::scan(wal, SECTOR, true)
+        .frames()
+        .map(|(_, f)| (f.commit_seq, wal_format::frame_bytes(f)))
+        .collect();
+    let parity = read_parity_image(image, REPAIR_DIR, SECTOR);
+    settled_records(&lock_recovering(&journal.settled), &systematic, &parity)
 }
 
 fn attempts(journal: &Journal, merger: &mut Merger) {
@@ -896,16 +1128,46 @@ fn attempts(journal: &Journal, merger: &mut Merger) {
     }
 }
 
-fn batch_id(generation: u32, batch: u64) -> u64 {
-    u64::from(generation) << 32 | batch
+/// Batches are numbered 1, 2, 3, … per coordinator generation; the
+/// history numbers them 1, 2, 3, … across generations, so a violation
+/// names a batch a reader can find.
+struct BatchNumbers {
+    /// Batches formed by the generations before each one, by generation.
+    before: BTreeMap<u32, u64>,
 }
 
-/// A coordinator generation's batches, from its `CommitEvent`s and the
-/// server's record of what it submitted under each permit.
+impl BatchNumbers {
+    fn new(generations: &[Generation]) -> BatchNumbers {
+        let mut before = BTreeMap::new();
+        let mut total = 0;
+        for generation in generations {
+            before.insert(generation.id, total);
+            total += generation
+                .commits
+                .find_last(|e| match e {
+                    CommitEvent::BatchFormed { batch, .. } => Some(*batch),
+                    _ => None,
+                })
+                .unwrap_or(0);
+        }
+        BatchNumbers { before }
+    }
+
+    fn id(&self, generation: u32, batch: u64) -> u64 {
+        self.before.get(&generation).copied().unwrap_or(0) + batch
+    }
+}
+
+/// A coordinator generation's batches, from its `CommitEvent`s, the
+/// server's record of what it submitted under each permit, and the times
+/// of failed appends (a failed append follows its batch's validation in
+/// the coordinator's own order, even when a crash makes both one instant).
 fn batches(
     generation: &Generation,
+    numbers: &BatchNumbers,
     submitted: &BTreeMap<(u32, u64), Submitted>,
     appended: &BTreeMap<(u32, u64), Vec<u64>>,
+    append_failed: &BTreeMap<(u32, u64), SimTime>,
     merger: &mut Merger,
 ) {
     let events = generation.commits.snapshot();
@@ -988,21 +1250,35 @@ fn batches(
                     })
                     .collect();
                 EventKind::BatchValidated {
-                    batch: batch_id(generation.id, batch),
+                    batch: numbers.id(generation.id, batch),
                     requests,
                 }
             }
+            CommitEvent::Phase {
+                batch,
+                phase: BatchPhase::Append,
+            } => match append_failed.get(&(generation.id, batch)) {
+                Some(&failed_at) => {
+                    let kind = EventKind::WalAppended {
+                        batch: numbers.id(generation.id, batch),
+                        ok: false,
+                    };
+                    merger.push(failed_at, Rank::Coordinator, kind);
+                    continue;
+                }
+                None => continue,
+            },
             CommitEvent::Appended { batch, .. } => EventKind::WalAppended {
-                batch: batch_id(generation.id, batch),
+                batch: numbers.id(generation.id, batch),
                 ok: true,
             },
             CommitEvent::Fsync { batch, ok } => EventKind::FsyncReturned {
-                batch: batch_id(generation.id, batch),
+                batch: numbers.id(generation.id, batch),
                 ok,
             },
             CommitEvent::Published { batch, .. } if published_done.insert(batch) => {
                 EventKind::Published {
-                    batch: batch_id(generation.id, batch),
+                    batch: numbers.id(generation.id, batch),
                     commit_seqs: published.get(&batch).cloned().unwrap_or_default(),
                 }
             }

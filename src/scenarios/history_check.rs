@@ -24,6 +24,9 @@ pub(crate) enum Rank {
     Server,
     /// The commit coordinator's batches.
     Coordinator,
+    /// Repair lifecycle events (spec 03): after the publication that
+    /// starts a repair.
+    Repair,
     /// The two-phase channel.
     Channel,
     /// A client operation starts.
@@ -78,7 +81,7 @@ pub(crate) fn findings(history: &History) -> Vec<Finding> {
 }
 
 /// A page value's digest, as the models' `PageWrite.value` (a `u64`)
-/// holds it: FNV-1a 64 of the payload bytes, the WAL's own checksum. Two
+/// holds it: XXH3 64 of the payload bytes, the WAL's own checksum. Two
 /// different payloads collide with negligible probability, so "same
 /// digest" stands for "same value" in the checks.
 pub(crate) fn digest(payload: &[u8]) -> u64 {

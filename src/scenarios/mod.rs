@@ -1,14 +1,19 @@
 //! The built-in scenarios and the known-bug catalogue.
 
+mod backoff;
 mod channel;
 mod commit_service;
 mod history_check;
+mod queued_writer;
+mod repair;
+mod repair_history;
 mod toy;
 
 use crate::harness::{HarnessError, KnownBug, Registry, Scenario};
 
 pub use channel::ChannelScenario;
 pub use commit_service::CommitService;
+pub use repair::RepairScenario;
 pub use toy::ToyLog;
 
 /// The built-in scenarios and bugs.
@@ -16,7 +21,10 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new()
         .with_scenario(&ToyLog)
         .with_scenario(&CommitService)
-        .with_scenario(&ChannelScenario);
+        .with_scenario(&ChannelScenario)
+        .with_scenario(&backoff::BackoffScenario)
+        .with_scenario(&RepairScenario)
+        .with_scenario(&queued_writer::QueuedWriterScenario);
     for bug in BUGS {
         registry = registry.with_bug(*bug);
     }
@@ -30,9 +38,71 @@ pub fn find(name: &str) -> Result<&'static dyn Scenario, HarnessError> {
 
 /// The known-bug catalogue: historical bugs from the specs that can be
 /// switched on at run time. The default behaviour is always the correct one.
-pub const BUGS: &[KnownBug] = &[KnownBug {
-    name: toy::ACK_BEFORE_FSYNC,
-    scenario: "toy-log",
-    spec: "07",
-    summary: "server acknowledges a record before its fsync; a power loss then loses it (D1)",
-}];
+pub const BUGS: &[KnownBug] = &[
+    KnownBug {
+        name: toy::ACK_BEFORE_FSYNC,
+        scenario: "toy-log",
+        spec: "07",
+        summary: "server acknowledges a record before its fsync; a power loss then loses it (D1)",
+    },
+    KnownBug {
+        name: commit_service::PUBLISH_BEFORE_FSYNC,
+        scenario: "commit-service",
+        spec: "01",
+        summary: "coordinator publishes and acknowledges a batch before its fsync (D5; D1 after a power loss)",
+    },
+    KnownBug {
+        name: commit_service::ACK_FAILED_FSYNC,
+        scenario: "commit-service",
+        spec: "01",
+        summary: "coordinator treats a failed fsync as success and acknowledges the batch (D5)",
+    },
+    KnownBug {
+        name: commit_service::ACCEPT_TORN_TAIL,
+        scenario: "commit-service",
+        spec: "01",
+        summary: "recovery trusts the last batch's frames without their checksums, exposing a torn tail (D3)",
+    },
+    KnownBug {
+        name: channel::DELIVER_IN_SEND_ORDER,
+        scenario: "channel",
+        spec: "01",
+        summary: "channel delivers a later send before an earlier, still unsent reservation (D4)",
+    },
+    KnownBug {
+        name: backoff::FIXED_RETRY_BUDGET,
+        scenario: "backoff",
+        spec: "02",
+        summary: "a fixed budget of 5 retries instead of the retry window; a storm of conflicts drops the write silently, no terminal error (D6)",
+    },
+    KnownBug {
+        name: backoff::PERMANENT_RETRIED,
+        scenario: "backoff",
+        spec: "02",
+        summary: "a permanent rejection (receipt-exists) is retried like a transient one (D11)",
+    },
+    KnownBug {
+        name: repair::PANIC_ABANDONS_OTHERS,
+        scenario: "repair",
+        spec: "03",
+        summary: "a panicking repair worker poisons the pool; repairs that start later give up silently and stay Pending (D9)",
+    },
+    KnownBug {
+        name: repair::PENDING_FORGOTTEN,
+        scenario: "repair",
+        spec: "03",
+        summary: "after a crash, recovery does not re-schedule commits whose parity is missing (D9)",
+    },
+    KnownBug {
+        name: queued_writer::SHUTDOWN_SKIPS_FLUSH,
+        scenario: "queued-writer",
+        spec: "04",
+        summary: "shutdown stops the writer without flushing the queue; queued messages never land nor fail (D6)",
+    },
+    KnownBug {
+        name: queued_writer::COALESCE_ACROSS_STREAMS,
+        scenario: "queued-writer",
+        spec: "04",
+        summary: "coalescing merges consecutive messages of different streams into one call; they land on the wrong stream (D3)",
+    },
+];

@@ -28,6 +28,9 @@
 //! Every attempt, its outcome and every delay are recorded as
 //! [`RetryEvent`]s with simulated times (D11: attempts within the window,
 //! permanent rejections never retried, nominal curve).
+//!
+//! [`RetryBugs`] switches on spec 02's historical bugs for the known-bug
+//! catalogue; every switch is off by default.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -190,6 +193,28 @@ pub enum BackoffConfigError {
     },
 }
 
+/// Retries the historical loop allowed before it gave up (spec 02: "a
+/// fixed budget of 5 retries dropped writes under a burst of 8
+/// conflicts").
+pub const FIXED_RETRY_BUDGET: u32 = 5;
+
+/// Spec 02's historical bugs, reproducible on demand. All off (the
+/// default) is the correct loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryBugs {
+    /// Give up after [`FIXED_RETRY_BUDGET`] retries whatever the retry
+    /// window says, and give up silently: no terminal error is recorded
+    /// and the registered error handler is not called, so a caller that
+    /// learns of terminal errors through it (spec 02) never hears of the
+    /// write again. The loop still returns the error value it has, as the
+    /// historical loop did to an event dispatcher that discarded it.
+    pub fixed_retry_budget: bool,
+    /// Treat a permanent rejection like a transient one: back off and
+    /// re-run the handler, although the server said the write must never
+    /// be retried (`receipt-exists`).
+    pub permanent_retried: bool,
+}
+
 /// How the server turned an attempt down.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
@@ -293,6 +318,7 @@ pub struct RetryLoop {
     error_handler: Option<ErrorHandler>,
     telemetry: Arc<Mutex<Vec<PermanentRejection>>>,
     recorder: Recorder<RetryEvent>,
+    bugs: RetryBugs,
 }
 
 impl RetryLoop {
@@ -303,7 +329,15 @@ impl RetryLoop {
             error_handler: None,
             telemetry: Arc::default(),
             recorder: Recorder::new(),
+            bugs: RetryBugs::default(),
         }
+    }
+
+    /// Reproduce the historical bugs switched on in `bugs` (for the
+    /// known-bug catalogue; the default is the correct loop).
+    pub fn with_bugs(mut self, bugs: RetryBugs) -> RetryLoop {
+        self.bugs = bugs;
+        self
     }
 
     /// Deliver terminal errors to `handler`.
@@ -356,6 +390,11 @@ impl RetryLoop {
                     self.ended(write_id, n, AttemptOutcome::Applied);
                     return Ok(value);
                 }
+                Err(Rejection::Permanent { reason }) if self.bugs.permanent_retried => {
+                    self.ended(write_id, n, AttemptOutcome::Permanent(reason.clone()));
+                    self.backoff(write_id, n, self.policy.delay(n)).await;
+                    continue;
+                }
                 Err(Rejection::Permanent { reason }) => {
                     self.ended(write_id, n, AttemptOutcome::Permanent(reason.clone()));
                     let rejection = PermanentRejection { write_id, reason };
@@ -367,26 +406,36 @@ impl RetryLoop {
             self.ended(write_id, n, AttemptOutcome::Transient(reason.clone()));
             let delay = self.policy.delay(n);
             let elapsed = clock::now().since(start);
-            if elapsed.saturating_add(delay) >= self.policy.retry_window {
-                let error = CommitConvergenceError {
-                    write_id,
-                    attempts: n,
-                    elapsed,
-                    last_reason: reason,
-                };
+            let error = CommitConvergenceError {
+                write_id,
+                attempts: n,
+                elapsed,
+                last_reason: reason,
+            };
+            if self.bugs.fixed_retry_budget {
+                // The historical bug: a budget instead of the window, and
+                // out of budget, out of mind.
+                if n > FIXED_RETRY_BUDGET {
+                    return Err(error.into());
+                }
+            } else if elapsed.saturating_add(delay) >= self.policy.retry_window {
                 self.recorder.record(RetryEvent::Terminal(error.clone()));
                 if let Some(handler) = &self.error_handler {
                     handler(&error);
                 }
                 return Err(error.into());
             }
-            self.recorder.record(RetryEvent::Backoff {
-                write_id,
-                attempt: n,
-                delay,
-            });
-            clock::sleep(delay).await;
+            self.backoff(write_id, n, delay).await;
         }
+    }
+
+    async fn backoff(&self, write_id: u64, attempt: u32, delay: Duration) {
+        self.recorder.record(RetryEvent::Backoff {
+            write_id,
+            attempt,
+            delay,
+        });
+        clock::sleep(delay).await;
     }
 
     fn ended(&self, write_id: u64, attempt: u32, outcome: AttemptOutcome) {

@@ -167,6 +167,8 @@ struct State<T> {
     high_water: usize,
     senders: usize,
     closed: bool,
+    /// See [`ChannelOptions::bug_deliver_in_send_order`].
+    bug_deliver_in_send_order: bool,
     leaked: u64,
 }
 
@@ -213,6 +215,10 @@ pub struct ChannelOptions {
     pub tracked: bool,
     /// Where to record events.
     pub recorder: Option<Recorder<ChannelEvent>>,
+    /// Known bug (off by default): deliver a sent message while an earlier
+    /// reservation is still unsent, i.e. in send order instead of
+    /// reservation order.
+    pub bug_deliver_in_send_order: bool,
 }
 
 impl Default for ChannelOptions {
@@ -221,6 +227,7 @@ impl Default for ChannelOptions {
             capacity: DEFAULT_CAPACITY,
             tracked: false,
             recorder: None,
+            bug_deliver_in_send_order: false,
         }
     }
 }
@@ -255,6 +262,7 @@ pub fn channel_with<T>(options: ChannelOptions) -> (Sender<T>, Receiver<T>) {
             senders: 1,
             closed: false,
             leaked: 0,
+            bug_deliver_in_send_order: options.bug_deliver_in_send_order,
         }),
         changed: Notify::new(),
         tracked: options.tracked,
@@ -440,11 +448,25 @@ pub enum TryRecv<T> {
     Ended,
 }
 
+/// The known bug's delivery: the first sent message, whatever reservations
+/// before it are still unsent.
+fn take_first_sent<T>(slots: &mut BTreeMap<u64, Slot<T>>) -> Option<(u64, T)> {
+    let seq = slots
+        .iter()
+        .find(|(_, slot)| matches!(slot, Slot::Sent(_)))
+        .map(|(&seq, _)| seq)?;
+    match slots.remove(&seq) {
+        Some(Slot::Sent(value)) => Some((seq, value)),
+        _ => None,
+    }
+}
+
 impl<T> Receiver<T> {
     /// Take the next message in reservation order without waiting.
     pub fn try_recv(&self) -> TryRecv<T> {
         let delivered = {
-            let mut s = lock_recovering(&self.shared.state);
+            let mut guard = lock_recovering(&self.shared.state);
+            let s = &mut *guard;
             loop {
                 let Some(entry) = s.slots.first_entry() else {
                     let ended = s.closed || s.senders == 0;
@@ -455,6 +477,15 @@ impl<T> Receiver<T> {
                     };
                 };
                 match entry.get() {
+                    Slot::Reserved if s.bug_deliver_in_send_order => {
+                        match take_first_sent(&mut s.slots) {
+                            Some(delivered) => {
+                                s.in_use -= 1;
+                                break delivered;
+                            }
+                            None => return TryRecv::Empty,
+                        }
+                    }
                     Slot::Reserved => return TryRecv::Empty,
                     Slot::Aborted => {
                         entry.remove();

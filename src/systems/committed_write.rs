@@ -89,6 +89,22 @@ fn classify(
     response: CommitResponse,
     maybe_applied: &AtomicBool,
 ) -> Result<u64, Rejection> {
+    classify_answer(response, maybe_applied, || client.applied_seq(event_id))
+}
+
+/// Map a coordinator's answer to one attempt onto spec 02's rejection
+/// classes (see the module notes), for any client of a committed store.
+///
+/// `maybe_applied` is the write's memory across its attempts: set here
+/// when an answer leaves the outcome unknown. `applied_seq` names the
+/// commit that applied the write's event id; it is asked only when a
+/// `receipt-exists` follows such an unknown attempt, and `None` then means
+/// nothing applied it (the rejection stays permanent).
+pub fn classify_answer(
+    response: CommitResponse,
+    maybe_applied: &AtomicBool,
+    applied_seq: impl FnOnce() -> Option<u64>,
+) -> Result<u64, Rejection> {
     match response {
         CommitResponse::Committed { commit_seq, .. } => Ok(commit_seq),
         CommitResponse::Conflict { reason } => Err(Rejection::Transient {
@@ -106,7 +122,7 @@ fn classify(
         CommitResponse::Rejected { reason } => {
             let earlier = maybe_applied
                 .load(Ordering::Relaxed)
-                .then(|| client.applied_seq(event_id))
+                .then(applied_seq)
                 .flatten();
             earlier.ok_or(Rejection::Permanent {
                 reason: reason.name().to_string(),

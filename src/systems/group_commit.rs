@@ -14,7 +14,8 @@
 //! 4. **Publish**, only after the fsync returned OK: commit seqs (monotonic,
 //!    gap-free) become official, pages get their new versions, event ids
 //!    are marked applied, and writers get `Committed { wal_offset,
-//!    commit_seq }`.
+//!    commit_seq }`; a [`PublishHook`] sees each commit right before its
+//!    writer's answer (spec 03's repair starts there).
 //!
 //! Guarantees: no `Committed` response and no visible version before the
 //! batch's fsync returned OK; conflicted and rejected requests never reach
@@ -189,6 +190,19 @@ impl CommittedState {
     }
 }
 
+/// Called for each published commit with its frame, in commit order, after
+/// its batch's fsync returned OK and right before its writer is answered:
+/// where a system starts work that needs the commit durable (spec 03's
+/// repair). It must not block.
+#[derive(Clone)]
+pub struct PublishHook(pub Arc<dyn Fn(&Frame) + Send + Sync>);
+
+impl std::fmt::Debug for PublishHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublishHook")
+    }
+}
+
 /// Coordinator settings.
 #[derive(Debug, Clone)]
 pub struct GroupCommitConfig {
@@ -202,6 +216,20 @@ pub struct GroupCommitConfig {
     pub recorder: Recorder<CommitEvent>,
     /// Where the channel records its events, if anywhere.
     pub channel_recorder: Option<Recorder<ChannelEvent>>,
+    /// Known bugs switched on (none by default).
+    pub bugs: CoordinatorBugs,
+    /// Called for each published commit (see [`PublishHook`]).
+    pub on_published: Option<PublishHook>,
+}
+
+/// Spec 01's historical coordinator bugs, for canary runs. Every field is
+/// off by default, which is the correct behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoordinatorBugs {
+    /// Publish (make visible and acknowledge) a batch before its fsync.
+    pub publish_before_fsync: bool,
+    /// Treat a failed fsync as success and acknowledge the batch.
+    pub ack_failed_fsync: bool,
 }
 
 impl Default for GroupCommitConfig {
@@ -212,6 +240,8 @@ impl Default for GroupCommitConfig {
             channel_capacity: channel::DEFAULT_CAPACITY,
             recorder: Recorder::new(),
             channel_recorder: None,
+            bugs: CoordinatorBugs::default(),
+            on_published: None,
         }
     }
 }
@@ -541,6 +571,7 @@ pub fn group_commit<L: CommitLog>(
         capacity: config.channel_capacity,
         tracked: true,
         recorder: config.channel_recorder.clone(),
+        bug_deliver_in_send_order: false,
     });
     let state = Arc::new(Mutex::new(CommittedState::from_recovery(recovery)));
     let forced = Arc::new(Mutex::new(Forced::default()));
@@ -670,6 +701,21 @@ impl<L: CommitLog> Coordinator<L> {
             offsets: offsets.clone(),
         });
 
+        let bugs = self.config.bugs;
+        if bugs.publish_before_fsync {
+            self.phase(id, BatchPhase::Publish);
+            self.publish(id, valid, offsets);
+            self.phase(id, BatchPhase::Fsync);
+            self.summary.fsyncs += 1;
+            let synced = self.log.sync().await;
+            self.record(CommitEvent::Fsync {
+                batch: id,
+                ok: synced.is_ok(),
+            });
+            // Already acknowledged: nothing is left to undo.
+            return Ok(());
+        }
+
         self.phase(id, BatchPhase::Fsync);
         self.summary.fsyncs += 1;
         let synced = self.log.sync().await;
@@ -678,7 +724,9 @@ impl<L: CommitLog> Coordinator<L> {
             ok: synced.is_ok(),
         });
         if let Err(e) = synced {
-            return self.fail_batch(id, valid, format!("fsync: {e}")).await;
+            if !bugs.ack_failed_fsync {
+                return self.fail_batch(id, valid, format!("fsync: {e}")).await;
+            }
         }
 
         self.phase(id, BatchPhase::Publish);
@@ -689,7 +737,9 @@ impl<L: CommitLog> Coordinator<L> {
     /// Phase 1. Returns the valid requests with tentative seqs; answers
     /// the others.
     fn validate(&self, batch: u64, submissions: Vec<Submission>) -> Vec<Valid> {
-        let state = lock_recovering(&self.state).clone();
+        // Held, not copied: validation never awaits, and only this task
+        // changes the state.
+        let state = lock_recovering(&self.state);
         let mut claimed_pages = BTreeSet::new();
         let mut claimed_events = BTreeSet::new();
         let mut valid = Vec::new();
@@ -781,17 +831,18 @@ impl<L: CommitLog> Coordinator<L> {
                 // Tentative seqs were numbered from this same state, and
                 // only this task publishes: they are the next ones.
                 debug_assert_eq!(v.commit_seq, state.commit_seq + 1);
-                state.apply(&Frame {
+                let frame = Frame {
                     commit_seq: v.commit_seq,
                     txn_id: request.txn_id,
                     event_id: request.event_id,
                     pages: request.write_set_pages.clone(),
                     payload: request.payload.clone(),
-                });
-                answers.push((v, wal_offset));
+                };
+                state.apply(&frame);
+                answers.push((v, wal_offset, frame));
             }
         }
-        for (v, wal_offset) in answers {
+        for (v, wal_offset, frame) in answers {
             let request = &v.submission.request;
             self.record(CommitEvent::Published {
                 batch,
@@ -802,6 +853,9 @@ impl<L: CommitLog> Coordinator<L> {
                 pages: request.write_set_pages.clone(),
             });
             self.summary.committed += 1;
+            if let Some(hook) = &self.config.on_published {
+                (hook.0)(&frame);
+            }
             let _ = v.submission.reply.send(CommitResponse::Committed {
                 wal_offset,
                 commit_seq: v.commit_seq,

@@ -7,12 +7,15 @@
 //! - [`backoff`]: spec 02's backoff policy and retry loop.
 //! - [`committed_write`]: spec 02's read-modify-write event handlers.
 //! - [`repair`]: spec 03's asynchronous repair workers.
+//! - [`queued_writer`]: spec 04's queued (write-behind) writer and its
+//!   coordinator.
 //! - [`record`]: the event recorder every system writes its history into.
 
 pub mod backoff;
 pub mod channel;
 pub mod committed_write;
 pub mod group_commit;
+pub mod queued_writer;
 pub mod record;
 pub mod repair;
 pub mod wal;

@@ -72,6 +72,25 @@ impl<E: Clone> Recorder<E> {
             .collect()
     }
 
+    /// The latest event for which `pick` returns something, newest first,
+    /// without copying the log.
+    pub fn find_last<T>(&self, pick: impl FnMut(&E) -> Option<T>) -> Option<T> {
+        let mut pick = pick;
+        lock_recovering(&self.events)
+            .iter()
+            .rev()
+            .find_map(|r| pick(&r.event))
+    }
+
+    /// Whether an event recorded at position `start` or later satisfies
+    /// `pred`.
+    pub fn any_since(&self, start: usize, pred: impl FnMut(&E) -> bool) -> bool {
+        let mut pred = pred;
+        lock_recovering(&self.events)
+            .get(start..)
+            .is_some_and(|later| later.iter().any(|r| pred(&r.event)))
+    }
+
     /// Number of events so far.
     pub fn len(&self) -> usize {
         lock_recovering(&self.events).len()

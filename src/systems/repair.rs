@@ -12,7 +12,8 @@
 //!   time: `CommitDurable` → (`DurableButNotRepairable`) → `CommitAcked` →
 //!   `RepairStarted` → `RepairCompleted` | `RepairFailed`. `CommitAcked`
 //!   never precedes `CommitDurable`. After a restart, a commit whose parity
-//!   is missing starts its new incarnation's events with `RecoveredPending`.
+//!   is missing starts its new incarnation's events with `RecoveredPending`,
+//!   and one whose parity verifies with `RecoveredCompleted`.
 //! - Every scheduled repair ends `Completed` or `Failed`, loudly: errors
 //!   in generation, append or sync fail it; a panic is caught at the task
 //!   boundary and fails only that commit's repair (locks recover from
@@ -24,6 +25,15 @@
 //! - `Completed` means the parity record is synced and regenerates any one
 //!   lost shard of the systematic bytes ([`verify_parity`] checks the code
 //!   itself, not a flag).
+//! - At most [`RepairConfig::workers`] repairs generate at once; their
+//!   parity records reach the log by group commit (the worker that gets
+//!   the log appends every record waiting by then, with one fsync).
+//!
+//! Two halves: [`RepairWorkers`] (the parity log and the workers, for
+//! commits some log made durable) and [`RepairCoordinator`] (its own
+//! systematic `data` log on the critical path, in front of the workers).
+//! A system with a log of its own, such as the group commit over the WAL,
+//! uses the workers alone.
 //!
 //! Dropping the coordinator does not abandon repairs: each worker owns what
 //! it needs and runs to its end; [`RepairCoordinator::wait_for_background_repair`]
@@ -32,6 +42,10 @@
 //! Faults (buggify, fault phase only): slow generation, failing
 //! generation, a panicking worker, a failure to schedule. Tests may pin the
 //! generation fault per commit with [`RepairConfig::fault_plan`].
+//!
+//! Known bugs (spec 03's catalogue, off by default):
+//! [`RepairConfig::panic_abandons_others`] and
+//! [`RepairConfig::forget_pending_on_recovery`].
 //!
 //! On disk, a parity record is a WAL frame (see [`super::wal_format`])
 //! with `commit_seq` = the commit, `txn_id` = checksum of the systematic
@@ -46,11 +60,11 @@ use std::time::Duration;
 
 use durasim_sim::{buggify_with, choose_between, clock, Disk, SimTime, Site};
 use futures_util::FutureExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::record::{lock_recovering, Recorder};
-use super::wal::{CommitLog, Wal, WalConfig, WalError};
-use super::wal_format::{checksum, scan, Frame};
+use super::wal::{CommitLog, Wal, WalConfig, WalError, WalEvent};
+use super::wal_format::{checksum, scan, Frame, DEFAULT_BLOCK};
 
 /// Application fault: repair generation is slow.
 pub const SLOW_GENERATION: Site = Site::fault("repair.slow_generation", "repair-slow");
@@ -90,12 +104,28 @@ pub struct RepairConfig {
     pub dir: String,
     /// Shard size in bytes for the parity code.
     pub shard_size: usize,
+    /// Block size of the `data` and `parity` logs (a multiple of the
+    /// disk's sector size; see [`WalConfig::block_size`]).
+    pub block_size: u64,
     /// Workers generating at once.
     pub workers: usize,
     /// Per-commit generation faults, instead of buggify.
     pub fault_plan: Option<FaultPlan>,
     /// Where events are recorded.
     pub recorder: Recorder<RepairEvent>,
+    /// Where the coordinator's systematic `data` log records what it does
+    /// (appends, fsyncs, discards, recoveries), if anywhere.
+    pub data_log_recorder: Option<Recorder<WalEvent>>,
+    /// Known bug `repair-panic-abandons-others`: a panicking worker
+    /// poisons the pool, and every repair that starts after it gives up
+    /// silently, leaving its commit `Pending` for good. `false` (correct):
+    /// a panic fails only its own commit.
+    pub panic_abandons_others: bool,
+    /// Known bug `repair-pending-forgotten`: recovery does not re-schedule
+    /// commits whose parity is missing; it reports them `NotScheduled`, as
+    /// if repair had never been asked for. `false` (correct): they are
+    /// re-scheduled.
+    pub forget_pending_on_recovery: bool,
 }
 
 impl Default for RepairConfig {
@@ -104,9 +134,13 @@ impl Default for RepairConfig {
             enabled: true,
             dir: "repair".into(),
             shard_size: 512,
+            block_size: DEFAULT_BLOCK,
             workers: 2,
             fault_plan: None,
             recorder: Recorder::new(),
+            data_log_recorder: None,
+            panic_abandons_others: false,
+            forget_pending_on_recovery: false,
         }
     }
 }
@@ -135,6 +169,8 @@ pub enum RepairEventKind {
     CommitAcked,
     /// Recovery found it without parity and re-scheduled its repair.
     RecoveredPending,
+    /// Recovery found its parity durable and verified: `Completed`.
+    RecoveredCompleted,
     /// A worker started generating.
     RepairStarted,
     /// Parity is durable.
@@ -308,23 +344,33 @@ pub fn verify_parity(data: &[u8], record: &ParityRecord) -> bool {
 pub fn read_image(
     files: &BTreeMap<String, Vec<u8>>,
     dir: &str,
+    block_size: u64,
 ) -> (BTreeMap<u64, Vec<u8>>, Vec<ParityRecord>) {
-    let frames = |name: &str, contiguous: bool| -> Vec<Frame> {
-        let bytes = files.get(&format!("{dir}/{name}/log"));
-        scan(bytes.map_or(&[][..], Vec::as_slice), 4096, contiguous)
-            .frames()
-            .map(|(_, f)| f.clone())
-            .collect()
-    };
-    let commits = frames("data", true)
-        .into_iter()
-        .map(|f| (f.commit_seq, f.payload))
+    let bytes = files.get(&format!("{dir}/data/log"));
+    let commits = scan(bytes.map_or(&[][..], Vec::as_slice), block_size, true)
+        .frames()
+        .map(|(_, f)| (f.commit_seq, f.payload.clone()))
         .collect();
-    let parity = frames("parity", false)
-        .iter()
-        .filter_map(ParityRecord::from_frame)
-        .collect();
-    (commits, parity)
+    (commits, read_parity_image(files, dir, block_size))
+}
+
+/// The parity records of repair directory `dir` in a disk image, in log
+/// order (a later record for the same commit supersedes an earlier one).
+pub fn read_parity_image(
+    files: &BTreeMap<String, Vec<u8>>,
+    dir: &str,
+    block_size: u64,
+) -> Vec<ParityRecord> {
+    let config = parity_log_config(dir, block_size);
+    let bytes = files.get(&config.log_path());
+    scan(
+        bytes.map_or(&[][..], Vec::as_slice),
+        config.block_size,
+        config.contiguous_seqs,
+    )
+    .frames()
+    .filter_map(|(_, f)| ParityRecord::from_frame(f))
+    .collect()
 }
 
 struct CommitEntry {
@@ -338,36 +384,58 @@ struct Book {
     commits: BTreeMap<u64, CommitEntry>,
 }
 
+/// Parity records waiting for the parity log, and the fates of those a
+/// fellow worker wrote.
+#[derive(Default)]
+struct ParityQueue {
+    next_ticket: u64,
+    waiting: Vec<(u64, Frame)>,
+    written: BTreeMap<u64, Result<(), String>>,
+}
+
 struct Inner {
     config: RepairConfig,
-    data: tokio::sync::Mutex<Wal>,
     parity: tokio::sync::Mutex<Wal>,
+    parity_queue: Mutex<ParityQueue>,
     book: Mutex<Book>,
     workers: Semaphore,
     cancelled: AtomicBool,
+    /// Set by a panicking worker, only with the known bug
+    /// [`RepairConfig::panic_abandons_others`].
+    poisoned: AtomicBool,
     tasks: Mutex<Vec<madsim::task::JoinHandle<bool>>>,
 }
 
-/// The repair coordinator: commit path plus background workers.
+/// The background half of spec 03: the parity log and the workers that
+/// fill it, for commits whose systematic bytes some log made durable.
+///
+/// [`RepairCoordinator`] puts it behind its own systematic log; a system
+/// with a log of its own (a group commit over a WAL) uses it directly:
+/// [`RepairWorkers::open`] with the commits its recovery found, then
+/// [`RepairWorkers::protect`] for each commit as it becomes durable.
 #[derive(Clone)]
-pub struct RepairCoordinator {
+pub struct RepairWorkers {
     inner: Arc<Inner>,
 }
 
-impl RepairCoordinator {
-    /// Recover both logs from `disk` and re-schedule every commit whose
-    /// parity is missing (when repair is enabled).
+impl RepairWorkers {
+    /// Recover the parity log under `config.dir` and match it against the
+    /// durable commits `durable` (commit seq, systematic bytes): a commit
+    /// whose parity record verifies is `Completed` (its events in this
+    /// incarnation start with `RecoveredCompleted`); every other one is
+    /// re-scheduled (`RecoveredPending`) when repair is enabled, never
+    /// forgotten.
     pub async fn open(
         disk: &Disk,
         config: RepairConfig,
-    ) -> Result<(RepairCoordinator, RepairRecovery), WalError> {
-        let (data, data_recovery) =
-            Wal::open(disk, WalConfig::new(&format!("{}/data", config.dir)), None).await?;
-        let parity_config = WalConfig {
-            contiguous_seqs: false,
-            ..WalConfig::new(&format!("{}/parity", config.dir))
-        };
-        let (parity, parity_recovery) = Wal::open(disk, parity_config, None).await?;
+        durable: impl IntoIterator<Item = (u64, Vec<u8>)>,
+    ) -> Result<(RepairWorkers, RepairRecovery), WalError> {
+        let (parity, parity_recovery) = Wal::open(
+            disk,
+            parity_log_config(&config.dir, config.block_size),
+            None,
+        )
+        .await?;
         let verified: BTreeMap<u64, ParityRecord> = parity_recovery
             .frames
             .iter()
@@ -375,23 +443,27 @@ impl RepairCoordinator {
             .map(|r| (r.commit_seq, r))
             .collect();
         let mut recovery = RepairRecovery::default();
+        let mut completed = Vec::new();
         let mut commits = BTreeMap::new();
-        for (_, frame) in &data_recovery.frames {
+        for (seq, systematic) in durable {
             recovery.commits += 1;
             let repaired = verified
-                .get(&frame.commit_seq)
-                .is_some_and(|r| verify_parity(&frame.payload, r));
+                .get(&seq)
+                .is_some_and(|r| verify_parity(&systematic, r));
             let (state, systematic) = if repaired {
                 recovery.completed += 1;
+                completed.push(seq);
                 (RepairState::Completed, None)
-            } else if config.enabled {
-                recovery.rescheduled.push(frame.commit_seq);
-                (RepairState::Pending, Some(Arc::new(frame.payload.clone())))
+            } else if config.enabled && !config.forget_pending_on_recovery {
+                recovery.rescheduled.push(seq);
+                (RepairState::Pending, Some(Arc::new(systematic)))
             } else {
+                // Repair disabled, or (known bug) a repair the crash
+                // interrupted is silently dropped.
                 (RepairState::NotScheduled, None)
             };
             commits.insert(
-                frame.commit_seq,
+                seq,
                 CommitEntry {
                     state,
                     events: Vec::new(),
@@ -400,71 +472,53 @@ impl RepairCoordinator {
             );
         }
         let workers = config.workers.max(1);
-        let coordinator = RepairCoordinator {
+        let repair = RepairWorkers {
             inner: Arc::new(Inner {
                 config,
-                data: tokio::sync::Mutex::new(data),
                 parity: tokio::sync::Mutex::new(parity),
+                parity_queue: Mutex::new(ParityQueue::default()),
                 book: Mutex::new(Book { commits }),
                 workers: Semaphore::new(workers),
                 cancelled: AtomicBool::new(false),
+                poisoned: AtomicBool::new(false),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
-        for &seq in &recovery.rescheduled {
-            coordinator
-                .inner
-                .event(seq, RepairEventKind::RecoveredPending);
-            coordinator.spawn_repair(seq);
+        for seq in completed {
+            repair.inner.event(seq, RepairEventKind::RecoveredCompleted);
         }
-        Ok((coordinator, recovery))
+        for &seq in &recovery.rescheduled {
+            repair.inner.event(seq, RepairEventKind::RecoveredPending);
+            repair.spawn_repair(seq);
+        }
+        Ok((repair, recovery))
     }
 
-    /// The critical path: make `systematic` durable, acknowledge it, and
-    /// schedule its repair. Fails only when the bytes are not durable.
-    pub async fn commit(&self, systematic: Vec<u8>) -> Result<Receipt, RepairError> {
+    /// Commit `seq`'s `systematic` bytes are durable and its writer is
+    /// about to be acknowledged: record that, mark the repair `Pending`
+    /// and schedule it (spec 03's critical path from `CommitDurable` on).
+    /// The receipt says whether a repair is still to come.
+    pub fn protect(&self, seq: u64, systematic: Vec<u8>) -> Receipt {
         let inner = &self.inner;
-        let seq = {
-            let mut data = inner.data.lock().await;
-            let seq = data.synced_seq() + 1;
-            let frame = Frame {
-                commit_seq: seq,
-                txn_id: seq,
-                event_id: None,
-                pages: Vec::new(),
-                payload: systematic.clone(),
-            };
-            let written = match data.append_batch(&[frame]).await {
-                Ok(_) => data.sync().await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                // Not durable: never acknowledge it, and throw its bytes
-                // away before anything else is appended.
-                data.discard_unsynced().await?;
-                return Err(e.into());
-            }
-            lock_recovering(&inner.book).commits.insert(
-                seq,
-                CommitEntry {
-                    state: RepairState::NotScheduled,
-                    events: Vec::new(),
-                    systematic: None,
-                },
-            );
-            inner.event(seq, RepairEventKind::CommitDurable);
-            seq
-        };
+        lock_recovering(&inner.book).commits.insert(
+            seq,
+            CommitEntry {
+                state: RepairState::NotScheduled,
+                events: Vec::new(),
+                systematic: None,
+            },
+        );
+        inner.event(seq, RepairEventKind::CommitDurable);
         if !inner.config.enabled {
             inner.event(seq, RepairEventKind::CommitAcked);
-            return Ok(Receipt {
+            return Receipt {
                 commit_seq: seq,
                 durable: true,
                 repair_pending: false,
-            });
+            };
         }
-        inner.set_state(seq, RepairState::Pending);
         if let Some(entry) = lock_recovering(&inner.book).commits.get_mut(&seq) {
+            entry.state = RepairState::Pending;
             entry.systematic = Some(Arc::new(systematic));
         }
         inner.event(seq, RepairEventKind::DurableButNotRepairable);
@@ -484,18 +538,18 @@ impl RepairCoordinator {
                 seq,
                 Err("the repair task could not be scheduled".to_string()),
             );
-            return Ok(Receipt {
+            return Receipt {
                 commit_seq: seq,
                 durable: true,
                 repair_pending: false,
-            });
+            };
         }
         self.spawn_repair(seq);
-        Ok(Receipt {
+        Receipt {
             commit_seq: seq,
             durable: true,
             repair_pending: true,
-        })
+        }
     }
 
     fn spawn_repair(&self, seq: u64) {
@@ -512,8 +566,8 @@ impl RepairCoordinator {
             .map_or(RepairState::NotScheduled, |e| e.state)
     }
 
-    /// Time from `DurableButNotRepairable` to `RepairCompleted` (`None`
-    /// until completed in this incarnation).
+    /// Time from `DurableButNotRepairable` (or `RecoveredPending`) to
+    /// `RepairCompleted` (`None` until completed in this incarnation).
     pub fn durable_not_repairable_window(&self, seq: u64) -> Option<Duration> {
         let book = lock_recovering(&self.inner.book);
         let events = &book.commits.get(&seq)?.events;
@@ -568,8 +622,9 @@ impl RepairCoordinator {
             }
             for task in tasks {
                 report.joined += 1;
-                // A join error means the task was killed with its process:
-                // its commit is re-scheduled by the next recovery.
+                // A join error means the task was killed with its process
+                // (or stopped by `stop_all`): its commit is re-scheduled by
+                // the next recovery.
                 if task.await.unwrap_or(false) {
                     report.panicked += 1;
                 }
@@ -581,6 +636,152 @@ impl RepairCoordinator {
     /// "cancelled before start"); running ones finish.
     pub fn cancel_pending(&self) {
         self.inner.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Stop every worker at once, as a crash of the process would: for a
+    /// server that fails-stop and recovers within the same process. Their
+    /// commits stay `Pending` here; the next [`RepairWorkers::open`] finds
+    /// them without parity and re-schedules them.
+    pub fn stop_all(&self) {
+        for task in lock_recovering(&self.inner.tasks).iter() {
+            task.abort();
+        }
+    }
+}
+
+/// The spec 03 repair coordinator: a systematic `data` log on the
+/// critical path plus the [`RepairWorkers`] behind it.
+#[derive(Clone)]
+pub struct RepairCoordinator {
+    data: Arc<tokio::sync::Mutex<Wal>>,
+    workers: RepairWorkers,
+}
+
+impl RepairCoordinator {
+    /// Recover both logs from `disk` and re-schedule every commit whose
+    /// parity is missing (when repair is enabled).
+    pub async fn open(
+        disk: &Disk,
+        config: RepairConfig,
+    ) -> Result<(RepairCoordinator, RepairRecovery), WalError> {
+        let (data, data_recovery) = Wal::open(
+            disk,
+            WalConfig {
+                block_size: config.block_size,
+                ..WalConfig::new(&format!("{}/data", config.dir))
+            },
+            config.data_log_recorder.clone(),
+        )
+        .await?;
+        let durable = data_recovery
+            .frames
+            .into_iter()
+            .map(|(_, f)| (f.commit_seq, f.payload));
+        let (workers, recovery) = RepairWorkers::open(disk, config, durable).await?;
+        let coordinator = RepairCoordinator {
+            data: Arc::new(tokio::sync::Mutex::new(data)),
+            workers,
+        };
+        Ok((coordinator, recovery))
+    }
+
+    /// The critical path: make `systematic` durable, acknowledge it, and
+    /// schedule its repair. Fails only when the bytes are not durable. The
+    /// commit's frame carries its commit seq as txn id.
+    pub async fn commit(&self, systematic: Vec<u8>) -> Result<Receipt, RepairError> {
+        self.commit_frame(None, systematic).await
+    }
+
+    /// [`RepairCoordinator::commit`], with the writer's own txn id in the
+    /// commit's frame (so a checker can tell whose bytes recovery found).
+    pub async fn commit_as(
+        &self,
+        txn_id: u64,
+        systematic: Vec<u8>,
+    ) -> Result<Receipt, RepairError> {
+        self.commit_frame(Some(txn_id), systematic).await
+    }
+
+    async fn commit_frame(
+        &self,
+        txn_id: Option<u64>,
+        systematic: Vec<u8>,
+    ) -> Result<Receipt, RepairError> {
+        let seq = {
+            let mut data = self.data.lock().await;
+            let seq = data.synced_seq() + 1;
+            let frame = Frame {
+                commit_seq: seq,
+                txn_id: txn_id.unwrap_or(seq),
+                event_id: None,
+                pages: Vec::new(),
+                payload: systematic.clone(),
+            };
+            let written = match data.append_batch(&[frame]).await {
+                Ok(_) => data.sync().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                // Not durable: never acknowledge it, and throw its bytes
+                // away before anything else is appended.
+                data.discard_unsynced().await?;
+                return Err(e.into());
+            }
+            seq
+        };
+        // Durable: from here to the receipt nothing awaits, so no crash
+        // can fall between `CommitDurable` and `CommitAcked`.
+        Ok(self.workers.protect(seq, systematic))
+    }
+
+    /// The background half.
+    pub fn workers(&self) -> &RepairWorkers {
+        &self.workers
+    }
+
+    /// Repair state of commit `seq` (`NotScheduled` for unknown seqs).
+    pub fn repair_state_for(&self, seq: u64) -> RepairState {
+        self.workers.repair_state_for(seq)
+    }
+
+    /// See [`RepairWorkers::durable_not_repairable_window`].
+    pub fn durable_not_repairable_window(&self, seq: u64) -> Option<Duration> {
+        self.workers.durable_not_repairable_window(seq)
+    }
+
+    /// Events of commit `seq` in this incarnation.
+    pub fn events_for(&self, seq: u64) -> Vec<RepairEvent> {
+        self.workers.events_for(seq)
+    }
+
+    /// Commits whose repair is still pending.
+    pub fn pending_background_repair_count(&self) -> usize {
+        self.workers.pending_background_repair_count()
+    }
+
+    /// Commits by repair state.
+    pub fn states(&self) -> BTreeMap<u64, RepairState> {
+        self.workers.states()
+    }
+
+    /// See [`RepairWorkers::wait_for_background_repair`].
+    pub async fn wait_for_background_repair(&self) -> BackgroundReport {
+        self.workers.wait_for_background_repair().await
+    }
+
+    /// See [`RepairWorkers::cancel_pending`].
+    pub fn cancel_pending(&self) {
+        self.workers.cancel_pending()
+    }
+}
+
+/// Where the parity log of a repair directory lives and how it is laid
+/// out: records for any commit, in any order.
+fn parity_log_config(dir: &str, block_size: u64) -> WalConfig {
+    WalConfig {
+        contiguous_seqs: false,
+        block_size,
+        ..WalConfig::new(&format!("{dir}/parity"))
     }
 }
 
@@ -601,12 +802,6 @@ impl Inner {
             event
         };
         self.config.recorder.record(event);
-    }
-
-    fn set_state(&self, seq: u64, state: RepairState) {
-        if let Some(entry) = lock_recovering(&self.book).commits.get_mut(&seq) {
-            entry.state = state;
-        }
     }
 
     /// End a repair: `Completed` or `Failed` with its event.
@@ -651,7 +846,7 @@ impl Inner {
     /// A repair task: wait for a worker slot, then generate, append and
     /// sync the parity. Returns whether the worker panicked.
     async fn run_repair(self: Arc<Self>, seq: u64) -> bool {
-        let Ok(_slot) = self.workers.acquire().await else {
+        let Ok(slot) = self.workers.acquire().await else {
             self.settle(seq, Err("cancelled before start".into()));
             return false;
         };
@@ -659,7 +854,15 @@ impl Inner {
             self.settle(seq, Err("cancelled before start".into()));
             return false;
         }
-        let work = AssertUnwindSafe(self.repair(seq)).catch_unwind().await;
+        if self.poisoned.load(Ordering::Relaxed) {
+            // Known bug: the worker finds the pool poisoned by another
+            // worker's panic and gives up without a word; the commit is
+            // left `Pending` for good.
+            return false;
+        }
+        let work = AssertUnwindSafe(self.repair(seq, slot))
+            .catch_unwind()
+            .await;
         match work {
             Ok(result) => {
                 self.settle(seq, result);
@@ -671,13 +874,17 @@ impl Inner {
                     .map(|s| s.to_string())
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "non-string panic".into());
+                if self.config.panic_abandons_others {
+                    self.poisoned.store(true, Ordering::Relaxed);
+                }
                 self.settle(seq, Err(format!("worker panicked: {message}")));
                 true
             }
         }
     }
 
-    async fn repair(&self, seq: u64) -> Result<(), String> {
+    /// Generate (holding a worker `slot`), then make the parity durable.
+    async fn repair(&self, seq: u64, slot: SemaphorePermit<'_>) -> Result<(), String> {
         self.event(seq, RepairEventKind::RepairStarted);
         let systematic = lock_recovering(&self.book)
             .commits
@@ -688,7 +895,14 @@ impl Inner {
             GenerationFault::None | GenerationFault::CannotSchedule => {}
             GenerationFault::Slow(d) => clock::sleep(d).await,
             GenerationFault::Fail => return Err("repair generation failed".into()),
-            GenerationFault::Panic => panic!("repair worker for commit {seq} panicked"),
+            GenerationFault::Panic => {
+                // An injected panic unwinds like any other, but skips the
+                // panic hook: sweeps inject thousands, and the hook would
+                // print (and capture a backtrace for) each one.
+                std::panic::resume_unwind(Box::new(format!(
+                    "repair worker for commit {seq} panicked"
+                )))
+            }
         }
         let record = ParityRecord {
             commit_seq: seq,
@@ -697,17 +911,52 @@ impl Inner {
             systematic_len: systematic.len(),
             parity: xor_parity(&systematic, self.config.shard_size),
         };
+        // The slot bounds generation; writing waits for the parity log.
+        drop(slot);
+        self.write_parity(record.to_frame()).await
+    }
+
+    /// Append `frame` to the parity log and sync it. Group commit: the
+    /// worker that gets the log writes every record waiting by then as one
+    /// batch with one fsync; the others find their fate decided when their
+    /// turn comes.
+    async fn write_parity(&self, frame: Frame) -> Result<(), String> {
+        let ticket = {
+            let mut queue = lock_recovering(&self.parity_queue);
+            let ticket = queue.next_ticket;
+            queue.next_ticket += 1;
+            queue.waiting.push((ticket, frame));
+            ticket
+        };
         let mut parity = self.parity.lock().await;
-        let written = match parity.append_batch(&[record.to_frame()]).await {
+        let (tickets, frames): (Vec<u64>, Vec<Frame>) = {
+            let mut queue = lock_recovering(&self.parity_queue);
+            if let Some(fate) = queue.written.remove(&ticket) {
+                return fate;
+            }
+            std::mem::take(&mut queue.waiting).into_iter().unzip()
+        };
+        if !tickets.contains(&ticket) {
+            // Taken by a writer that was stopped before it decided.
+            return Err("parity record lost with the worker writing it".into());
+        }
+        let written = match parity.append_batch(&frames).await {
             Ok(_) => parity.sync().await,
             Err(e) => Err(e),
         };
-        if let Err(e) = written {
-            // The record's fate is unknown: discard it so a later sync
-            // can never be mistaken for its durability.
-            let _ = parity.discard_unsynced().await;
-            return Err(format!("parity not durable: {e}"));
+        let fate = match written {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The records' fate is unknown: discard them so a later
+                // sync can never be mistaken for their durability.
+                let _ = parity.discard_unsynced().await;
+                Err(format!("parity not durable: {e}"))
+            }
+        };
+        let mut queue = lock_recovering(&self.parity_queue);
+        for other in tickets.into_iter().filter(|t| *t != ticket) {
+            queue.written.insert(other, fate.clone());
         }
-        Ok(())
+        fate
     }
 }

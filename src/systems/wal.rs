@@ -41,6 +41,10 @@ pub struct WalConfig {
     pub block_size: u64,
     /// Whether commit seqs must run 1, 2, 3, … through the log.
     pub contiguous_seqs: bool,
+    /// Known bug (spec 01; off by default): recovery trusts a torn tail
+    /// batch's frames without their checksums
+    /// ([`wal_format::trust_torn_batch`]).
+    pub bug_accept_torn_tail: bool,
 }
 
 impl WalConfig {
@@ -50,6 +54,7 @@ impl WalConfig {
             dir: dir.to_string(),
             block_size: DEFAULT_BLOCK,
             contiguous_seqs: true,
+            bug_accept_torn_tail: false,
         }
     }
 
@@ -187,7 +192,7 @@ impl Wal {
             Err(e) => return Err(e.into()),
         };
         let scan = wal_format::scan(&bytes, config.block_size, config.contiguous_seqs);
-        let (valid_len, torn_tail_bytes) = match scan.outcome {
+        let (mut valid_len, mut torn_tail_bytes) = match scan.outcome {
             ScanOutcome::Clean {
                 valid_len,
                 torn_tail_bytes,
@@ -199,12 +204,19 @@ impl Wal {
                 return Err(WalError::Corrupt(other));
             }
         };
+        let Scan { mut batches, .. } = scan;
+        if config.bug_accept_torn_tail && torn_tail_bytes > 0 {
+            if let Some(tail) = wal_format::trust_torn_batch(&bytes, valid_len, config.block_size) {
+                valid_len = tail.end;
+                torn_tail_bytes = 0;
+                batches.push(tail);
+            }
+        }
         // The valid prefix, padded back to its block-aligned length if the
         // last batch lost some of its zero padding.
         let mut prefix = bytes;
         prefix.resize(valid_len as usize, 0);
         let file = rewrite(disk, &config, &prefix).await?;
-        let Scan { batches, .. } = scan;
         let frames: Vec<(u64, Frame)> = batches.into_iter().flat_map(|b| b.frames).collect();
         let recovery = Recovery {
             frames,

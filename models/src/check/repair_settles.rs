@@ -5,7 +5,10 @@
 //! events numbered 1, 2, 3, … and in the order spec 03 allows
 //! (`CommitAcked` never before `CommitDurable`, a repair starts only after
 //! the ack or after a crash re-schedules it, nothing after `Completed` or
-//! `Failed`); a crash sends running repairs back to `Pending`. Each
+//! `Failed`); a crash sends running repairs back to `Pending`; after a
+//! crash, recovery's `RecoveredPending` / `RecoveredCompleted` re-derive a
+//! commit's state from disk, except that a `Completed` repair must not come
+//! back without its symbols. Each
 //! `RepairSettled` record must agree with the events, must not be
 //! `Pending`, and, when `Completed`, must carry symbols whose XOR parity
 //! is recomputed (a matching parity is exactly one from which every shard
@@ -18,7 +21,7 @@
 
 use crate::history::{CommitSeq, RepairEventKind, RepairState, RepairSymbols, SimTime};
 use crate::id_map::{IdMap, IdSet};
-use crate::model::repair::{verify_symbols, ParityError, RepairBreach, RepairLifecycle};
+use crate::model::repair::{verify_symbols, ParityError, RepairBreach, RepairLifecycle, Stage};
 use crate::violation::InvariantId;
 
 use super::{Phases, Report};
@@ -32,6 +35,9 @@ pub(crate) struct RepairSettles {
     /// Commits that entered `Pending` since the last crash (a crash must
     /// reach every open repair without scanning every commit).
     opened_since_crash: Vec<CommitSeq>,
+    /// Server crashes so far: recovery events need one since the commit's
+    /// previous event.
+    crashes: u64,
 }
 
 impl RepairSettles {
@@ -47,16 +53,34 @@ impl RepairSettles {
         let lifecycle = self
             .commits
             .get_or_insert_with(commit_seq, RepairLifecycle::new);
-        let breaches = lifecycle.apply(event_seq, kind);
-        if kind == RepairEventKind::DurableButNotRepairable {
+        let breaches = lifecycle.apply_after_crashes(self.crashes, event_seq, kind);
+        if matches!(
+            kind,
+            RepairEventKind::DurableButNotRepairable | RepairEventKind::RecoveredPending
+        ) {
             self.opened_since_crash.push(commit_seq);
         }
-        if breaches != [None, None] {
-            explain_breaches(time, commit_seq, kind, breaches, report);
+        for breach in breaches.into_iter().flatten() {
+            let message = match breach {
+                RepairBreach::EventOutOfSequence { expected, got } => format!(
+                    "commit seq {commit_seq}: repair event {kind:?} is numbered {got} where {expected} comes next"
+                ),
+                RepairBreach::UnexpectedEvent {
+                    stage: Stage::Completed,
+                    event: RepairEventKind::RecoveredPending,
+                } => format!(
+                    "commit seq {commit_seq}'s repair was Completed, but after the crash recovery found no valid repair symbols (they were not durable)"
+                ),
+                RepairBreach::UnexpectedEvent { stage, event } => {
+                    format!("commit seq {commit_seq}: repair event {event:?} is not allowed in stage {stage:?}")
+                }
+            };
+            report.add(InvariantId::D9, time, vec![], message);
         }
     }
 
     pub(crate) fn on_crash(&mut self) {
+        self.crashes += 1;
         let mut still_open = Vec::new();
         for commit_seq in std::mem::take(&mut self.opened_since_crash) {
             if let Some(lifecycle) = self.commits.get_mut(commit_seq) {
@@ -132,29 +156,6 @@ impl RepairSettles {
                 );
             }
         }
-    }
-}
-
-/// Report what one repair event broke (cold: correct histories break
-/// nothing, and the formatting stays out of the per-event path).
-#[cold]
-fn explain_breaches(
-    time: SimTime,
-    commit_seq: CommitSeq,
-    kind: RepairEventKind,
-    breaches: [Option<RepairBreach>; 2],
-    report: &mut Report,
-) {
-    for breach in breaches.into_iter().flatten() {
-        let message = match breach {
-            RepairBreach::EventOutOfSequence { expected, got } => format!(
-                "commit seq {commit_seq}: repair event {kind:?} is numbered {got} where {expected} comes next"
-            ),
-            RepairBreach::UnexpectedEvent { stage, event } => {
-                format!("commit seq {commit_seq}: repair event {event:?} is not allowed in stage {stage:?}")
-            }
-        };
-        report.add(InvariantId::D9, time, vec![], message);
     }
 }
 

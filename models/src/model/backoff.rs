@@ -6,7 +6,9 @@
 //! sleeping a delay on the nominal curve: `step(N) = min(base · 2^(N−1),
 //! max)`, shortened by at most the jitter fraction. A permanent rejection
 //! or a commit ends the attempts. A write that fails after a transient
-//! rejection must have exhausted its window ("converge or fail loudly").
+//! rejection must have exhausted its window ("converge or fail loudly"):
+//! even the longest next delay would have started the next attempt outside
+//! it.
 //!
 //! Not modelled: what the handler computes, the network, the server.
 
@@ -274,10 +276,18 @@ impl WriteRetries {
     /// The write ended with a failure: was giving up allowed?
     pub fn failed(&self, policy: &BackoffPolicy) -> Option<RetryBreach> {
         match self.last {
+            // Giving up was premature only if even the longest next delay
+            // (the nominal step, un-jittered) would have started the next
+            // attempt inside the window: a loop may decide by the delay it
+            // actually drew, which the history does not show.
             LastResult::Retryable {
                 at,
                 transient: true,
-            } if policy.within_window(self.first_started, at) => {
+            } if policy.within_window(
+                self.first_started,
+                at.saturating_add(policy.nominal_step(self.attempts)),
+            ) =>
+            {
                 Some(RetryBreach::GaveUpInsideWindow {
                     rejected_at: at,
                     first_started: self.first_started,
@@ -341,6 +351,27 @@ mod tests {
         assert_eq!(policy.nominal_step(u32::MAX), policy.max_delay);
         assert_eq!(policy.nominal_step(0), 0);
         assert_eq!(policy.delay_range(6), (12_500_000, 25 * MS));
+    }
+
+    #[test]
+    fn giving_up_is_premature_only_if_the_next_attempt_would_start_inside_the_window() {
+        let policy = spec_policy();
+        let transient = AttemptResult::Rejected {
+            class: RejectionClass::Transient,
+            reason: "conflict".into(),
+        };
+        // step(1) = 0.78 ms: a rejection at 39.5 ms leaves no room for a
+        // retry that starts inside the 40 ms window.
+        let (mut write, _) = first(&policy);
+        write.end_attempt(39_500_000, 1, &transient);
+        assert_eq!(write.failed(&policy), None);
+        // At 39 ms the next attempt would start by 39.78 ms: too early to quit.
+        let (mut write, _) = first(&policy);
+        write.end_attempt(39 * MS, 1, &transient);
+        assert!(matches!(
+            write.failed(&policy),
+            Some(RetryBreach::GaveUpInsideWindow { .. })
+        ));
     }
 
     #[test]

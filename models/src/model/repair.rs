@@ -10,6 +10,16 @@
 //! start it again or mark it `Failed` — which, after a crash, is allowed
 //! even for a commit whose acknowledgement the crash swallowed.
 //!
+//! Recovery may also say what it found on disk, once per commit after each
+//! crash: `RecoveredPending` (no valid repair symbols: re-scheduled) or
+//! `RecoveredCompleted` (valid symbols: `Completed`). Either may be the
+//! first event of a commit whose durability the crash kept from being
+//! reported, and either may follow `Failed` (the failure is not durable;
+//! recovery re-derives the state from disk). Never allowed: a recovery
+//! event without a crash since the commit's last event, for a commit acked
+//! without repair, and `RecoveredPending` after `Completed` (the symbols of
+//! a completed repair were not durable).
+//!
 //! Parity: the systematic bytes are cut into `shard_size` shards (last one
 //! zero-padded) and the parity shard is their XOR. Verification recomputes
 //! the parity; a parity that matches is exactly one from which a decoder
@@ -71,6 +81,10 @@ pub struct RepairLifecycle {
     stage: u8,
     events_seen: u32,
     crashed_while_open: bool,
+    /// A crash happened since the last event (recovery may speak).
+    crashed_since_event: bool,
+    /// The crash count as of the last event (see [`Self::apply_after_crashes`]).
+    crashes_at_event: u64,
 }
 
 /// Every stage, in a fixed order: a stage's index here is its code.
@@ -87,37 +101,69 @@ const STAGES: [Stage; 9] = [
 ];
 
 /// Every event, in the order of their codes.
-const EVENTS: [RepairEventKind; 6] = [
+const EVENTS: [RepairEventKind; 8] = [
     RepairEventKind::CommitDurable,
     RepairEventKind::DurableButNotRepairable,
     RepairEventKind::CommitAcked,
     RepairEventKind::RepairStarted,
     RepairEventKind::RepairCompleted,
     RepairEventKind::RepairFailed,
+    RepairEventKind::RecoveredPending,
+    RepairEventKind::RecoveredCompleted,
 ];
 
 /// "No transition" in [`TRANSITIONS`].
 const NONE: u8 = u8::MAX;
 
-/// `TRANSITIONS[recovered][stage][event]`: the code of the next stage, or
+/// The two facts about past crashes a transition depends on; see
+/// [`next_stage`].
+#[derive(Clone, Copy)]
+struct CrashContext {
+    /// A crash hit the commit while its repair was open (or recovery
+    /// re-scheduled it): it may start or fail without an acknowledgement.
+    recovered: bool,
+    /// A crash happened since the commit's last event: recovery may speak.
+    crashed_since_event: bool,
+}
+
+impl CrashContext {
+    /// The index of this context in [`TRANSITIONS`].
+    const fn code(self) -> usize {
+        (self.recovered as usize) * 2 + self.crashed_since_event as usize
+    }
+
+    const fn from_code(code: usize) -> Self {
+        Self {
+            recovered: code / 2 == 1,
+            crashed_since_event: code % 2 == 1,
+        }
+    }
+}
+
+/// `TRANSITIONS[context][stage][event]`: the code of the next stage, or
 /// [`NONE`]; computed at compile time from [`next_stage`], which is the
 /// definition. One table look-up per event instead of a branchy match.
-const TRANSITIONS: [[[u8; 6]; 9]; 2] = {
-    let mut table = [[[NONE; 6]; 9]; 2];
-    let mut recovered = 0;
-    while recovered < 2 {
+const TRANSITIONS: [[[u8; 8]; 9]; 4] = {
+    let mut table = [[[NONE; 8]; 9]; 4];
+    let mut context = 0;
+    while context < 4 {
         let mut stage = 0;
         while stage < STAGES.len() {
             let mut event = 0;
             while event < EVENTS.len() {
-                if let Some(next) = next_stage(STAGES[stage], EVENTS[event], recovered == 1) {
-                    table[recovered][stage][event] = stage_code(next);
+                let next = next_stage(
+                    STAGES[stage],
+                    EVENTS[event],
+                    CrashContext::from_code(context),
+                );
+                if let Some(next) = next {
+                    table[context][stage][event] = stage_code(next);
                 }
                 event += 1;
             }
             stage += 1;
         }
-        recovered += 1;
+        context += 1;
     }
     table
 };
@@ -144,13 +190,15 @@ const fn event_code(event: RepairEventKind) -> usize {
         RepairEventKind::RepairStarted => 3,
         RepairEventKind::RepairCompleted => 4,
         RepairEventKind::RepairFailed => 5,
+        RepairEventKind::RecoveredPending => 6,
+        RepairEventKind::RecoveredCompleted => 7,
     }
 }
 
-/// The lifecycle's definition: the stage `event` leads to from `stage`
-/// (`recovered`: a crash hit the commit while its repair was open).
-const fn next_stage(stage: Stage, event: RepairEventKind, recovered: bool) -> Option<Stage> {
+/// The lifecycle's definition: the stage `event` leads to from `stage`.
+const fn next_stage(stage: Stage, event: RepairEventKind, crashes: CrashContext) -> Option<Stage> {
     use RepairEventKind as E;
+    let recovered = crashes.recovered;
     match (stage, event) {
         (Stage::Unknown, E::CommitDurable) => Some(Stage::Durable),
         (Stage::Durable, E::CommitAcked) => Some(Stage::AckedWithoutRepair),
@@ -162,6 +210,17 @@ const fn next_stage(stage: Stage, event: RepairEventKind, recovered: bool) -> Op
         (Stage::Pending { acked }, E::RepairFailed) if acked || recovered => Some(Stage::Failed),
         (Stage::Running { .. }, E::RepairCompleted) => Some(Stage::Completed),
         (Stage::Running { .. }, E::RepairFailed) => Some(Stage::Failed),
+        (stage, E::RecoveredPending) if crashes.crashed_since_event => match stage {
+            Stage::Unknown | Stage::Durable | Stage::Failed => {
+                Some(Stage::Pending { acked: false })
+            }
+            Stage::Pending { acked } | Stage::Running { acked } => Some(Stage::Pending { acked }),
+            Stage::AckedWithoutRepair | Stage::Completed => None,
+        },
+        (stage, E::RecoveredCompleted) if crashes.crashed_since_event => match stage {
+            Stage::AckedWithoutRepair => None,
+            _ => Some(Stage::Completed),
+        },
         _ => None,
     }
 }
@@ -196,6 +255,7 @@ impl RepairLifecycle {
 
     /// The server crashed: a running repair is pending again.
     pub fn crash(&mut self) {
+        self.crashed_since_event = true;
         match self.stage() {
             Stage::Running { acked } | Stage::Pending { acked } => {
                 self.stage = stage_code(Stage::Pending { acked });
@@ -209,14 +269,42 @@ impl RepairLifecycle {
     /// numbering, its place in the lifecycle, or both (in that order).
     #[inline]
     pub fn apply(&mut self, event_seq: u32, event: RepairEventKind) -> [Option<RepairBreach>; 2] {
+        self.apply_after_crashes(self.crashes_at_event, event_seq, event)
+    }
+
+    /// Apply event number `event_seq`, knowing the history has seen
+    /// `crashes` server crashes so far: a count above the one at the
+    /// previous event means a crash came in between, even when
+    /// [`Self::crash`] was not called for this commit (a checker calls it
+    /// only for open repairs). Returns what [`Self::apply`] returns.
+    #[inline]
+    pub fn apply_after_crashes(
+        &mut self,
+        crashes: u64,
+        event_seq: u32,
+        event: RepairEventKind,
+    ) -> [Option<RepairBreach>; 2] {
+        if crashes > self.crashes_at_event {
+            self.crashed_since_event = true;
+            self.crashes_at_event = crashes;
+        }
+        let context = CrashContext {
+            recovered: self.crashed_while_open,
+            crashed_since_event: self.crashed_since_event,
+        };
+        self.crashed_since_event = false;
         let expected = self.events_seen.saturating_add(1);
         self.events_seen = self.events_seen.max(event_seq);
         let next = TRANSITIONS
-            .get(usize::from(self.crashed_while_open))
+            .get(context.code())
             .and_then(|by_stage| by_stage.get(usize::from(self.stage)))
             .and_then(|by_event| by_event.get(event_code(event)))
             .copied()
             .unwrap_or(NONE);
+        if next != NONE && matches!(event, RepairEventKind::RecoveredPending) {
+            // Re-scheduled by recovery: it may start without an ack.
+            self.crashed_while_open = true;
+        }
         if next != NONE && event_seq == expected {
             self.stage = next;
             return [None, None];
@@ -391,16 +479,30 @@ mod tests {
     use super::*;
     use RepairEventKind as E;
 
+    /// [`RepairLifecycle::apply`]'s breaches as a list.
+    fn apply(lifecycle: &mut RepairLifecycle, seq: u32, event: E) -> Vec<RepairBreach> {
+        lifecycle.apply(seq, event).into_iter().flatten().collect()
+    }
+
+    /// [`RepairLifecycle::apply_after_crashes`]'s breaches as a list.
+    fn after(
+        lifecycle: &mut RepairLifecycle,
+        crashes: u64,
+        seq: u32,
+        event: E,
+    ) -> Vec<RepairBreach> {
+        lifecycle
+            .apply_after_crashes(crashes, seq, event)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     fn run(events: &[RepairEventKind]) -> (RepairLifecycle, Vec<RepairBreach>) {
         let mut lifecycle = RepairLifecycle::new();
         let mut breaches = Vec::new();
         for (index, event) in events.iter().enumerate() {
-            breaches.extend(
-                lifecycle
-                    .apply(index as u32 + 1, *event)
-                    .into_iter()
-                    .flatten(),
-            );
+            breaches.extend(apply(&mut lifecycle, index as u32 + 1, *event));
         }
         (lifecycle, breaches)
     }
@@ -432,16 +534,18 @@ mod tests {
 
     #[test]
     fn the_transition_table_is_the_lifecycle_definition() {
-        for recovered in [false, true] {
+        for context in (0..4).map(CrashContext::from_code) {
             for stage in STAGES {
                 for event in EVENTS {
                     let mut lifecycle = RepairLifecycle {
                         stage: stage_code(stage),
                         events_seen: 3,
-                        crashed_while_open: recovered,
+                        crashed_while_open: context.recovered,
+                        crashed_since_event: context.crashed_since_event,
+                        crashes_at_event: 0,
                     };
                     let breaches = lifecycle.apply(4, event);
-                    let next = next_stage(stage, event, recovered);
+                    let next = next_stage(stage, event, context);
                     assert_eq!(lifecycle.stage(), next.unwrap_or(stage));
                     let unexpected = Some(RepairBreach::UnexpectedEvent { stage, event });
                     assert_eq!(breaches, [None, next.map_or(unexpected, |_| None)]);
@@ -460,8 +564,70 @@ mod tests {
         ]);
         lifecycle.crash();
         assert_eq!(lifecycle.state(), RepairState::Pending);
-        assert_eq!(lifecycle.apply(5, E::RepairStarted), [None, None]);
-        assert_eq!(lifecycle.apply(6, E::RepairCompleted), [None, None]);
+        assert_eq!(
+            apply(&mut lifecycle, 5, E::RepairStarted),
+            Vec::<RepairBreach>::new()
+        );
+        assert_eq!(
+            apply(&mut lifecycle, 6, E::RepairCompleted),
+            Vec::<RepairBreach>::new()
+        );
+    }
+
+    #[test]
+    fn recovery_re_derives_the_state_from_disk_only_after_a_crash() {
+        let acked = [E::CommitDurable, E::DurableButNotRepairable, E::CommitAcked];
+        // Without a crash, recovery events are breaches.
+        let (mut lifecycle, _) = run(&acked);
+        assert_eq!(apply(&mut lifecycle, 4, E::RecoveredPending).len(), 1);
+        // An open repair is re-scheduled, then runs to its end.
+        let (mut lifecycle, _) = run(&acked);
+        lifecycle.crash();
+        assert!(apply(&mut lifecycle, 4, E::RecoveredPending).is_empty());
+        assert!(apply(&mut lifecycle, 5, E::RepairStarted).is_empty());
+        assert!(apply(&mut lifecycle, 6, E::RepairCompleted).is_empty());
+        assert_eq!(lifecycle.state(), RepairState::Completed);
+        // A commit first seen by recovery, after a crash counted elsewhere.
+        let mut unseen = RepairLifecycle::new();
+        assert_eq!(apply(&mut unseen, 1, E::RecoveredPending).len(), 1);
+        let mut unseen = RepairLifecycle::new();
+        assert!(after(&mut unseen, 1, 1, E::RecoveredPending).is_empty());
+        assert!(after(&mut unseen, 1, 2, E::RepairStarted).is_empty());
+        // A failed repair may be retried, or found complete, after a crash.
+        let (mut failed, _) = run(&[
+            E::CommitDurable,
+            E::DurableButNotRepairable,
+            E::CommitAcked,
+            E::RepairFailed,
+        ]);
+        assert!(after(&mut failed, 1, 5, E::RecoveredCompleted).is_empty());
+        assert_eq!(failed.state(), RepairState::Completed);
+        // Once per crash: a second recovery event needs a second crash.
+        assert_eq!(after(&mut failed, 1, 6, E::RecoveredCompleted).len(), 1);
+        assert!(after(&mut failed, 2, 7, E::RecoveredCompleted).is_empty());
+    }
+
+    #[test]
+    fn a_completed_repair_whose_symbols_a_crash_lost_is_a_breach() {
+        let (mut lifecycle, _) = run(&[
+            E::CommitDurable,
+            E::DurableButNotRepairable,
+            E::CommitAcked,
+            E::RepairStarted,
+            E::RepairCompleted,
+        ]);
+        assert_eq!(
+            after(&mut lifecycle, 1, 6, E::RecoveredPending),
+            vec![RepairBreach::UnexpectedEvent {
+                stage: Stage::Completed,
+                event: E::RecoveredPending
+            }]
+        );
+        let (mut without_repair, _) = run(&[E::CommitDurable, E::CommitAcked]);
+        assert_eq!(
+            after(&mut without_repair, 1, 3, E::RecoveredCompleted).len(),
+            1
+        );
     }
 
     #[test]
@@ -476,14 +642,11 @@ mod tests {
         ));
         let mut lifecycle = RepairLifecycle::new();
         assert_eq!(
-            lifecycle.apply(2, E::CommitDurable),
-            [
-                Some(RepairBreach::EventOutOfSequence {
-                    expected: 1,
-                    got: 2
-                }),
-                None
-            ]
+            apply(&mut lifecycle, 2, E::CommitDurable),
+            vec![RepairBreach::EventOutOfSequence {
+                expected: 1,
+                got: 2
+            }]
         );
         let (_, breaches) = run(&[
             E::CommitDurable,

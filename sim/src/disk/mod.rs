@@ -375,6 +375,15 @@ impl Disk {
         file.read_at(0, len as usize).await
     }
 
+    /// Current bytes of the file at `path`, if there is one (test and
+    /// checker helper; no latency, no faults).
+    pub fn current_bytes(&self, path: &str) -> Option<Vec<u8>> {
+        let s = lock(&self.shared);
+        s.disks
+            .get(self.process as usize)
+            .and_then(|d| d.current_bytes(path))
+    }
+
     /// Current bytes of every file of this machine (test helper; no latency).
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
         let s = lock(&self.shared);

@@ -125,6 +125,11 @@ impl Change {
             Change::Write { offset, data } => {
                 let start = *offset as usize;
                 let end = start + data.len();
+                if start == image.len() {
+                    // An append: no zero fill to overwrite.
+                    image.extend_from_slice(data);
+                    return;
+                }
                 if image.len() < end {
                     image.resize(end, 0);
                 }
@@ -137,6 +142,12 @@ impl Change {
 
 #[derive(Debug, Clone, Default)]
 struct Inode {
+    /// The path the file was created at, and its fault-stream key: ENOSPC
+    /// and fsync-EIO decisions are drawn per file, so removing a fault on
+    /// one file (when shrinking) leaves every other file's decisions in
+    /// place, whatever the number of operations in between.
+    created_as: String,
+    stream: u64,
     current: Vec<u8>,
     durable: Vec<u8>,
     log: Vec<LogOp>,
@@ -240,7 +251,14 @@ impl DiskState {
         }
         let ino = self.next_inode;
         self.next_inode += 1;
-        self.inodes.insert(ino, Inode::default());
+        self.inodes.insert(
+            ino,
+            Inode {
+                created_as: path.to_string(),
+                stream: crate::world::stream_key(&[path.as_bytes()]),
+                ..Inode::default()
+            },
+        );
         let entry = Entry::File(ino);
         self.live.insert(path.to_string(), entry);
         self.push_entry_op(
@@ -435,7 +453,11 @@ impl DiskState {
                 return Err(enospc("disk full"));
             }
         }
-        if faults.enospc > 0.0 && chooser.chance(&sites::ENOSPC, faults.enospc) {
+        let inode = self.inode(ino)?;
+        let label = || inode.created_as.clone();
+        if faults.enospc > 0.0
+            && chooser.chance_keyed(&sites::ENOSPC, inode.stream, label, faults.enospc)
+        {
             notes.push(FaultNote {
                 site: sites::ENOSPC,
                 at: chooser.last_draw(),
@@ -535,7 +557,10 @@ impl DiskState {
             return Ok(());
         }
         let ops: Vec<LogOp> = inode.log.drain(..covered).collect();
-        if faults.fsync_eio > 0.0 && chooser.chance(&sites::FSYNC_EIO, faults.fsync_eio) {
+        let label = || inode.created_as.clone();
+        if faults.fsync_eio > 0.0
+            && chooser.chance_keyed(&sites::FSYNC_EIO, inode.stream, label, faults.fsync_eio)
+        {
             notes.push(FaultNote {
                 site: sites::FSYNC_EIO,
                 at: chooser.last_draw(),
@@ -660,6 +685,14 @@ impl DiskState {
         }
     }
 
+    /// Current bytes of the file at `path` (for tests and checkers).
+    pub fn current_bytes(&self, path: &str) -> Option<Vec<u8>> {
+        match self.live.get(path)? {
+            Entry::File(ino) => self.inodes.get(ino).map(|i| i.current.clone()),
+            Entry::Dir => None,
+        }
+    }
+
     /// Current bytes of every file, by path (for tests and debugging).
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         self.live
@@ -689,7 +722,8 @@ fn settle_file_after_power_loss(
         let verdict = if faults.tear_unsynced {
             let keep_all = faults.crash_keep_all_fraction;
             // 0: all kept; 1..=n: that many dropped from the tail; n+1: sectors.
-            chooser.draw(&sites::CRASH_UNSYNCED, n + 2, |rng| {
+            let label = || inode.created_as.clone();
+            chooser.draw_keyed(&sites::CRASH_UNSYNCED, inode.stream, label, n + 2, |rng| {
                 use rand::Rng;
                 if rng.gen::<f64>() < keep_all {
                     0
