@@ -58,6 +58,22 @@ fn grown_len(len: u64, id: u64, inserted: u64) -> Option<usize> {
     usize::try_from(id.saturating_add(1).max(doubled)).ok()
 }
 
+/// The indexes of the set bits of `words`, in order (a word at a time:
+/// empty stretches cost one test per 64 slots).
+fn set_bits(words: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    words.iter().enumerate().flat_map(|(word, &bits)| {
+        let mut rest = bits;
+        std::iter::from_fn(move || {
+            if rest == 0 {
+                return None;
+            }
+            let bit = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            Some(word * 64 + bit)
+        })
+    })
+}
+
 /// The word and mask of bit `index`.
 #[inline]
 fn bit(index: usize) -> (usize, u64) {
@@ -112,23 +128,50 @@ impl<V: Default> IdMap<V> {
     /// Set the value for `id`, returning the previous one.
     #[inline]
     pub(crate) fn insert(&mut self, id: u64, value: V) -> Option<V> {
-        if self.dense_index(id).is_none() {
-            self.grow_to_cover(id);
+        match self.dense_index(id) {
+            Some(index) => self.insert_dense(index, value),
+            None => self.insert_outside(id, value),
         }
-        let previous = match self.dense_index(id) {
-            Some(index) => {
-                let was_set = self.set(index);
-                let previous = self
-                    .dense
-                    .get_mut(index)
-                    .map(|slot| std::mem::replace(slot, value));
-                previous.filter(|_| was_set)
-            }
-            None => self.sparse.insert(id, value),
+    }
+
+    /// Set the value for `id`; returns whether `id` had none (an
+    /// [`IdMap::insert`] that does not hand the previous value back).
+    #[inline]
+    pub(crate) fn put(&mut self, id: u64, value: V) -> bool {
+        let Some(index) = self.dense_index(id) else {
+            return self.insert_outside(id, value).is_none();
         };
-        if previous.is_none() {
-            self.inserted += 1;
+        let was_set = self.set(index);
+        if let Some(slot) = self.dense.get_mut(index) {
+            *slot = value;
         }
+        self.inserted += u64::from(!was_set);
+        !was_set
+    }
+
+    #[inline]
+    fn insert_dense(&mut self, index: usize, value: V) -> Option<V> {
+        let was_set = self.set(index);
+        let previous = self
+            .dense
+            .get_mut(index)
+            .map(|slot| std::mem::replace(slot, value))
+            .filter(|_| was_set);
+        self.inserted += u64::from(!was_set);
+        previous
+    }
+
+    /// [`IdMap::insert`] for an id past the dense part: grow it, or use the
+    /// sparse part.
+    #[cold]
+    #[inline(never)]
+    fn insert_outside(&mut self, id: u64, value: V) -> Option<V> {
+        self.grow_to_cover(id);
+        if let Some(index) = self.dense_index(id) {
+            return self.insert_dense(index, value);
+        }
+        let previous = self.sparse.insert(id, value);
+        self.inserted += u64::from(previous.is_none());
         previous
     }
 
@@ -136,7 +179,7 @@ impl<V: Default> IdMap<V> {
     #[inline]
     pub(crate) fn get_or_insert_with(&mut self, id: u64, make: impl FnOnce() -> V) -> &mut V {
         if self.dense_index(id).is_none() {
-            self.grow_to_cover(id);
+            self.grow_to_cover_cold(id);
         }
         let Some(index) = self.dense_index(id) else {
             let inserted = &mut self.inserted;
@@ -163,13 +206,15 @@ impl<V: Default> IdMap<V> {
 
     /// All entries in key order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
-        let dense = self
-            .dense
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| self.is_set(*index))
-            .map(|(index, value)| (index as u64, value));
+        let dense = set_bits(&self.present)
+            .filter_map(|index| self.dense.get(index).map(|value| (index as u64, value)));
         dense.chain(self.sparse.iter().map(|(id, value)| (*id, value)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_to_cover_cold(&mut self, id: u64) {
+        self.grow_to_cover(id);
     }
 
     fn grow_to_cover(&mut self, id: u64) {
@@ -228,9 +273,20 @@ impl IdSet {
     /// Add `id`; returns whether it was new.
     #[inline]
     pub(crate) fn insert(&mut self, id: u64) -> bool {
-        if self.dense_slot(id).is_none() {
-            self.grow_to_cover(id);
-        }
+        let new = match self.dense_slot(id) {
+            Some((index, mask)) => self.set_bit(index, mask),
+            None => return self.insert_outside(id),
+        };
+        self.inserted += u64::from(new);
+        new
+    }
+
+    /// [`IdSet::insert`] for an id past the dense part: grow it, or use
+    /// the sparse part.
+    #[cold]
+    #[inline(never)]
+    fn insert_outside(&mut self, id: u64) -> bool {
+        self.grow_to_cover(id);
         let new = match self.dense_slot(id) {
             Some((index, mask)) => self.set_bit(index, mask),
             None => self.sparse.insert(id),

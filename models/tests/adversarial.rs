@@ -41,11 +41,7 @@ fn records_for_unknown_operations_batches_and_channels_are_reported() {
         item: 1,
         occupancy_after: 0,
     });
-    b.push(EventKind::Repair {
-        commit_seq: 4,
-        event_seq: 1,
-        kind: RepairEventKind::RepairCompleted,
-    });
+    b.repair(4, 1, RepairEventKind::RepairCompleted);
     let reported = ids(&b.build());
     for expected in [
         InvariantId::D6,
@@ -107,19 +103,9 @@ fn huge_and_colliding_ids_do_not_break_the_checker() {
         batch: u64::MAX,
         commit_seqs: vec![u64::MAX],
     });
-    b.push(EventKind::PermitReserved {
-        channel: 0,
-        permit: u64::MAX,
-    });
-    b.push(EventKind::PermitDelivered {
-        channel: 0,
-        permit: u64::MAX,
-    });
-    b.push(EventKind::Repair {
-        commit_seq: u64::MAX,
-        event_seq: u32::MAX,
-        kind: RepairEventKind::CommitAcked,
-    });
+    b.reserve(u64::MAX)
+        .deliver(u64::MAX)
+        .repair(u64::MAX, u32::MAX, RepairEventKind::CommitAcked);
     b.push(EventKind::RepairSettled {
         commit_seq: u64::MAX,
         state: RepairState::Completed,

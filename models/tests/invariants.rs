@@ -43,9 +43,7 @@ fn one_committed_write(b: &mut Builder, writes: &[PageWrite]) -> BatchRequest {
     let req = request(1, 1, 17, 0, writes);
     b.at(1).invoke_write(1).attempt(1, 1, 0);
     b.at(2).through_channel(1).batch(1, vec![req.clone()], &[1]);
-    b.at(3)
-        .attempt_ended(1, 1, AttemptResult::Committed { commit_seq: 1 })
-        .committed(1, 1);
+    b.at(3).acked(1, 1, 1);
     req
 }
 
@@ -143,9 +141,7 @@ fn d2_a_recovered_state_showing_part_of_a_commit_is_rejected() {
             b.at(5)
                 .through_channel(2)
                 .batch(2, vec![second.clone()], &[2]);
-            b.at(6)
-                .attempt_ended(2, 1, AttemptResult::Committed { commit_seq: 2 })
-                .committed(2, 2);
+            b.at(6).acked(2, 1, 2);
             b.at(7).crash();
             let page2 = if broken { (1, 20) } else { (2, 21) };
             let state = vec![
@@ -203,37 +199,17 @@ fn d4_a_delivery_out_of_reservation_order_is_rejected() {
                 .attempt(1, 1, 0)
                 .invoke_write(2)
                 .attempt(2, 1, 0);
-            b.at(2)
-                .push(EventKind::PermitReserved {
-                    channel: 0,
-                    permit: 1,
-                })
-                .push(EventKind::PermitReserved {
-                    channel: 0,
-                    permit: 2,
-                })
-                .push(EventKind::PermitSent {
-                    channel: 0,
-                    permit: 2,
-                })
-                .push(EventKind::PermitSent {
-                    channel: 0,
-                    permit: 1,
-                });
+            b.at(2).reserve(1).reserve(2).send(2).send(1);
             let order = if broken { [2, 1] } else { [1, 2] };
             for permit in order {
-                b.push(EventKind::PermitDelivered { channel: 0, permit });
+                b.deliver(permit);
             }
             let requests = vec![
                 request(1, 1, 17, 0, &[w(1, 10)]),
                 request(2, 1, 18, 0, &[w(2, 20)]),
             ];
             b.at(3).batch(1, requests, &[1, 2]);
-            b.at(4)
-                .attempt_ended(1, 1, AttemptResult::Committed { commit_seq: 1 })
-                .committed(1, 1)
-                .attempt_ended(2, 1, AttemptResult::Committed { commit_seq: 2 })
-                .committed(2, 2);
+            b.at(4).acked(1, 1, 1).acked(2, 1, 2);
             b.build()
         },
     );
@@ -263,9 +239,7 @@ fn d5_a_batch_published_before_its_fsync_returned_is_rejected() {
             } else {
                 b.push(fsync).push(publish);
             }
-            b.at(3)
-                .attempt_ended(1, 1, AttemptResult::Committed { commit_seq: 1 })
-                .committed(1, 1);
+            b.at(3).acked(1, 1, 1);
             b.build()
         },
     );
@@ -340,9 +314,7 @@ fn d7_an_event_committed_twice_after_a_lost_response_is_rejected() {
             let retry = request(1, 2, 17, 1, &[w(1, 11)]);
             if broken {
                 b.batch(2, vec![retry], &[2]);
-                b.at(6)
-                    .attempt_ended(1, 2, AttemptResult::Committed { commit_seq: 2 })
-                    .committed(1, 2);
+                b.at(6).acked(1, 2, 2);
             } else {
                 b.batch(2, vec![conflict(retry, "receipt-exists")], &[]);
                 b.at(6).attempt_ended(1, 2, permanent()).complete(
@@ -375,9 +347,7 @@ fn d8_two_overlapping_commits_from_one_snapshot_are_rejected() {
             let second = request(2, 1, 18, 0, &[w(1, 20)]);
             if broken {
                 b.batch(1, vec![first, second], &[1, 2]);
-                b.at(3)
-                    .attempt_ended(2, 1, AttemptResult::Committed { commit_seq: 2 })
-                    .committed(2, 2);
+                b.at(3).acked(2, 1, 2);
             } else {
                 b.batch(
                     1,
@@ -390,13 +360,9 @@ fn d8_two_overlapping_commits_from_one_snapshot_are_rejected() {
                 b.at(3).attempt_ended(2, 1, transient());
                 b.at(4).attempt(2, 2, MS).through_channel(3);
                 b.batch(2, vec![request(2, 2, 18, 1, &[w(1, 21)])], &[2]);
-                b.at(5)
-                    .attempt_ended(2, 2, AttemptResult::Committed { commit_seq: 2 })
-                    .committed(2, 2);
+                b.at(5).acked(2, 2, 2);
             }
-            b.at(6)
-                .attempt_ended(1, 1, AttemptResult::Committed { commit_seq: 1 })
-                .committed(1, 1);
+            b.at(6).acked(1, 1, 1);
             b.build()
         },
     );
@@ -418,11 +384,7 @@ fn d9_a_repair_left_pending_at_quiescence_is_rejected() {
             ];
             let shown = if broken { 3 } else { 5 };
             for (index, kind) in events.iter().take(shown).enumerate() {
-                b.at(1 + index as u64).push(EventKind::Repair {
-                    commit_seq: 1,
-                    event_seq: index as u32 + 1,
-                    kind: *kind,
-                });
+                b.at(1 + index as u64).repair(1, index as u32 + 1, *kind);
             }
             b.at(10).quiescence();
             let systematic = b"systematic bytes".to_vec();
@@ -527,11 +489,7 @@ fn d9_completed_repair_symbols_that_do_not_regenerate_the_data_are_rejected() {
                 RepairEventKind::RepairCompleted,
             ];
             for (index, kind) in events.iter().enumerate() {
-                b.at(1 + index as u64).push(EventKind::Repair {
-                    commit_seq: 7,
-                    event_seq: index as u32 + 1,
-                    kind: *kind,
-                });
+                b.at(1 + index as u64).repair(7, index as u32 + 1, *kind);
             }
             b.at(10).quiescence();
             let systematic = b"systematic bytes!".to_vec();
@@ -692,38 +650,14 @@ fn a_correct_history_using_every_event_kind_passes() {
         .invoke_write(2)
         .attempt(2, 1, 0);
     b.at(2)
-        .push(EventKind::PermitReserved {
-            channel: 0,
-            permit: 1,
-        })
-        .push(EventKind::PermitReserved {
-            channel: 0,
-            permit: 2,
-        })
-        .push(EventKind::PermitReserved {
-            channel: 0,
-            permit: 3,
-        })
-        .push(EventKind::PermitAborted {
-            channel: 0,
-            permit: 2,
-        })
-        .push(EventKind::PermitSent {
-            channel: 0,
-            permit: 3,
-        })
-        .push(EventKind::PermitSent {
-            channel: 0,
-            permit: 1,
-        })
-        .push(EventKind::PermitDelivered {
-            channel: 0,
-            permit: 1,
-        })
-        .push(EventKind::PermitDelivered {
-            channel: 0,
-            permit: 3,
-        });
+        .reserve(1)
+        .reserve(2)
+        .reserve(3)
+        .abort(2)
+        .send(3)
+        .send(1)
+        .deliver(1)
+        .deliver(3);
     let op1 = request(1, 1, 17, 0, &[w(1, 10), w(2, 20)]);
     b.batch(
         1,
@@ -741,29 +675,14 @@ fn a_correct_history_using_every_event_kind_passes() {
     .into_iter()
     .enumerate()
     {
-        b.push(EventKind::Repair {
-            commit_seq: 1,
-            event_seq: event_seq as u32 + 1,
-            kind,
-        });
+        b.repair(1, event_seq as u32 + 1, kind);
     }
-    b.at(3)
-        .attempt_ended(1, 1, AttemptResult::Committed { commit_seq: 1 })
-        .committed(1, 1)
-        .attempt_ended(2, 1, transient());
+    b.at(3).acked(1, 1, 1).attempt_ended(2, 1, transient());
     b.at(4).attempt(2, 2, 800_000).through_channel(4);
     let op2 = request(2, 2, 17, 1, &[w(2, 22)]);
     b.batch(2, vec![op2.clone()], &[2]);
-    b.push(EventKind::Repair {
-        commit_seq: 2,
-        event_seq: 1,
-        kind: RepairEventKind::CommitDurable,
-    });
-    b.push(EventKind::Repair {
-        commit_seq: 2,
-        event_seq: 2,
-        kind: RepairEventKind::CommitAcked,
-    });
+    b.repair(2, 1, RepairEventKind::CommitDurable)
+        .repair(2, 2, RepairEventKind::CommitAcked);
     b.at(6).attempt_ended(2, 2, AttemptResult::Unknown);
     b.at(8).attempt(2, 3, 1_500_000).through_channel(5);
     b.batch(
@@ -813,11 +732,7 @@ fn a_correct_history_using_every_event_kind_passes() {
         item: 2,
         occupancy_after: 0,
     });
-    b.at(11).push(EventKind::Repair {
-        commit_seq: 1,
-        event_seq: 4,
-        kind: RepairEventKind::RepairStarted,
-    });
+    b.at(11).repair(1, 4, RepairEventKind::RepairStarted);
     b.at(12).crash();
     b.at(13)
         .recovered(vec![entry(1, &op1), entry(2, &op2)], None);
@@ -825,16 +740,8 @@ fn a_correct_history_using_every_event_kind_passes() {
         channel: 0,
         capacity: 4,
     });
-    b.push(EventKind::Repair {
-        commit_seq: 1,
-        event_seq: 5,
-        kind: RepairEventKind::RepairStarted,
-    });
-    b.at(14).push(EventKind::Repair {
-        commit_seq: 1,
-        event_seq: 6,
-        kind: RepairEventKind::RepairCompleted,
-    });
+    b.repair(1, 5, RepairEventKind::RepairStarted);
+    b.at(14).repair(1, 6, RepairEventKind::RepairCompleted);
     // op 4's frame reaches the WAL, then the server crashes before fsync.
     let op4 = request(4, 1, 40, 2, &[w(3, 30)]);
     b.at(15).invoke_write(4).attempt(4, 1, 0).through_channel(1);

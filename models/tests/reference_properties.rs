@@ -105,8 +105,33 @@ fn positions(history: &History, wanted: impl Fn(usize, &Event) -> bool) -> Vec<u
         .collect()
 }
 
-fn pick_from(candidates: Vec<usize>, pick: usize) -> Option<usize> {
+fn pick_from<T: Copy>(candidates: Vec<T>, pick: usize) -> Option<T> {
     (!candidates.is_empty()).then(|| candidates[pick % candidates.len()])
+}
+
+/// The `pick`-th event (modulo their number) whose kind is `wanted`.
+fn pick_event(
+    history: &History,
+    pick: usize,
+    wanted: impl Fn(&EventKind) -> bool,
+) -> Option<usize> {
+    pick_from(positions(history, |_, e| wanted(&e.kind)), pick)
+}
+
+/// The `pick`-th publication, its batch, and that batch's first fsync.
+fn publication_and_fsync(history: &History, pick: usize) -> Option<(usize, BatchId, usize)> {
+    let published = pick_event(history, pick, |kind| {
+        matches!(kind, EventKind::Published { .. })
+    })?;
+    let EventKind::Published { batch, .. } = history.events[published].kind else {
+        return None;
+    };
+    let fsync = *positions(
+        history,
+        |_, e| matches!(e.kind, EventKind::FsyncReturned { batch: b, .. } if b == batch),
+    )
+    .first()?;
+    Some((published, batch, fsync))
 }
 
 /// Recoveries preceded (since the previous recovery) by a WAL append:
@@ -173,10 +198,7 @@ fn drop_one_write(history: &History, pick: usize) -> Option<History> {
             _ => vec![],
         })
         .collect();
-    if candidates.is_empty() {
-        return None;
-    }
-    let (index, entry) = candidates[pick % candidates.len()];
+    let (index, entry) = pick_from(candidates, pick)?;
     let mut mutated = history.clone();
     recovered_log(&mut mutated, index)?
         .get_mut(entry)?
@@ -228,10 +250,7 @@ fn swap_deliveries(history: &History, pick: usize) -> Option<History> {
             _ => {}
         }
     }
-    if candidates.is_empty() {
-        return None;
-    }
-    let (first, second) = candidates[pick % candidates.len()];
+    let (first, second) = pick_from(candidates, pick)?;
     let mut mutated = history.clone();
     let permit_of = |h: &History, i: usize| match h.events[i].kind {
         EventKind::PermitDelivered { permit, .. } => permit,
@@ -248,20 +267,7 @@ fn swap_deliveries(history: &History, pick: usize) -> Option<History> {
 }
 
 fn publish_before_fsync(history: &History, pick: usize) -> Option<History> {
-    let published = pick_from(
-        positions(history, |_, e| {
-            matches!(e.kind, EventKind::Published { .. })
-        }),
-        pick,
-    )?;
-    let EventKind::Published { batch, .. } = history.events[published].kind else {
-        return None;
-    };
-    let fsync = positions(
-        history,
-        |_, e| matches!(e.kind, EventKind::FsyncReturned { batch: b, .. } if b == batch),
-    );
-    let fsync = *fsync.first()?;
+    let (published, _, fsync) = publication_and_fsync(history, pick)?;
     let mut mutated = history.clone();
     let mut event = mutated.events.remove(published);
     event.time = mutated.events[fsync].time;
@@ -270,36 +276,22 @@ fn publish_before_fsync(history: &History, pick: usize) -> Option<History> {
 }
 
 fn fail_published_fsync(history: &History, pick: usize) -> Option<History> {
-    let published = pick_from(
-        positions(history, |_, e| {
-            matches!(e.kind, EventKind::Published { .. })
-        }),
-        pick,
-    )?;
-    let EventKind::Published { batch, .. } = history.events[published].kind else {
-        return None;
-    };
-    let fsync = *positions(
-        history,
-        |_, e| matches!(e.kind, EventKind::FsyncReturned { batch: b, .. } if b == batch),
-    )
-    .first()?;
+    let (_, batch, fsync) = publication_and_fsync(history, pick)?;
     let mut mutated = history.clone();
     mutated.events[fsync].kind = EventKind::FsyncReturned { batch, ok: false };
     Some(mutated)
 }
 
 fn ack_unpublished_seq(history: &History, pick: usize) -> Option<History> {
-    let candidates = positions(history, |_, e| {
+    let index = pick_event(history, pick, |kind| {
         matches!(
-            e.kind,
+            kind,
             EventKind::AttemptEnded {
                 result: AttemptResult::Committed { .. },
                 ..
             }
         )
-    });
-    let index = pick_from(candidates, pick)?;
+    })?;
     let mut mutated = history.clone();
     if let EventKind::AttemptEnded {
         result: AttemptResult::Committed { commit_seq },
@@ -344,10 +336,7 @@ fn duplicate_event_id(history: &History, pick: usize) -> Option<History> {
             _ => {}
         }
     }
-    if candidates.is_empty() {
-        return None;
-    }
-    let (first, second) = candidates[pick % candidates.len()];
+    let (first, second) = pick_from(candidates, pick)?;
     let first_valid_event = |batch_id: u64| {
         history.events.iter().find_map(|e| match &e.kind {
             EventKind::BatchValidated { batch, requests } if *batch == batch_id => requests
@@ -395,10 +384,7 @@ fn accept_a_conflict(history: &History, pick: usize) -> Option<History> {
             _ => vec![],
         })
         .collect();
-    if candidates.is_empty() {
-        return None;
-    }
-    let (index, request) = candidates[pick % candidates.len()];
+    let (index, request) = pick_from(candidates, pick)?;
     let mut mutated = history.clone();
     if let EventKind::BatchValidated { requests, .. } = &mut mutated.events[index].kind {
         requests.get_mut(request)?.verdict = Verdict::Valid;
@@ -407,12 +393,9 @@ fn accept_a_conflict(history: &History, pick: usize) -> Option<History> {
 }
 
 fn leave_repair_pending(history: &History, pick: usize) -> Option<History> {
-    let index = pick_from(
-        positions(history, |_, e| {
-            matches!(e.kind, EventKind::RepairSettled { .. })
-        }),
-        pick,
-    )?;
+    let index = pick_event(history, pick, |kind| {
+        matches!(kind, EventKind::RepairSettled { .. })
+    })?;
     let mut mutated = history.clone();
     if let EventKind::RepairSettled { state, symbols, .. } = &mut mutated.events[index].kind {
         *state = RepairState::Pending;
@@ -442,12 +425,10 @@ fn change_repeated_recovery(history: &History, pick: usize) -> Option<History> {
 }
 
 fn sleep_off_curve(history: &History, pick: usize) -> Option<History> {
-    let index = pick_from(
-        positions(
-            history,
-            |_, e| matches!(e.kind, EventKind::AttemptStarted { attempt, .. } if attempt >= 2),
-        ),
+    let index = pick_event(
+        history,
         pick,
+        |kind| matches!(kind, EventKind::AttemptStarted { attempt, .. } if *attempt >= 2),
     )?;
     let mut mutated = history.clone();
     if let EventKind::AttemptStarted { delay_before, .. } = &mut mutated.events[index].kind {
@@ -457,12 +438,9 @@ fn sleep_off_curve(history: &History, pick: usize) -> Option<History> {
 }
 
 fn misreport_occupancy(history: &History, pick: usize) -> Option<History> {
-    let index = pick_from(
-        positions(history, |_, e| {
-            matches!(e.kind, EventKind::QueueEnqueued { .. })
-        }),
-        pick,
-    )?;
+    let index = pick_event(history, pick, |kind| {
+        matches!(kind, EventKind::QueueEnqueued { .. })
+    })?;
     let mut mutated = history.clone();
     if let EventKind::QueueEnqueued {
         occupancy_after, ..

@@ -263,7 +263,7 @@ impl<'h> BatchPhases<'h> {
         for (request, seq) in valid_requests.zip(commit_seqs) {
             if let Some(origin) = request.origin {
                 self.published_by_op
-                    .insert(origin.op, (origin.attempt, *seq, time));
+                    .put(origin.op, (origin.attempt, *seq, time));
             }
         }
         let appended = slot.appended?;

@@ -15,18 +15,25 @@
 //! Does not verify: how long a blocked reservation waited, leaked-permit
 //! counters (a dropped permit is an abort here).
 
-use std::collections::BTreeMap;
-
 use crate::history::{ChannelId, PermitSeq, SimTime};
 use crate::model::channel::{ChannelBreach, PermitState, TwoPhaseChannel};
 use crate::violation::InvariantId;
 
+use super::declared::Declared;
 use super::Report;
 
 /// Every declared channel.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Channels {
-    channels: BTreeMap<ChannelId, TwoPhaseChannel>,
+    channels: Declared<TwoPhaseChannel>,
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Self {
+            channels: Declared::new("channel"),
+        }
+    }
 }
 
 impl Channels {
@@ -37,29 +44,14 @@ impl Channels {
         capacity: u32,
         report: &mut Report,
     ) {
-        if capacity == 0 {
-            report.add(
-                InvariantId::D12,
-                time,
-                vec![],
-                format!("channel {channel} is declared with capacity 0 (capacities are clamped to 1..=65535)"),
-            );
-        }
-        self.channels
-            .insert(channel, TwoPhaseChannel::new(capacity));
-    }
-
-    fn channel(
-        &mut self,
-        time: SimTime,
-        channel: ChannelId,
-        report: &mut Report,
-    ) -> Option<&mut TwoPhaseChannel> {
-        let found = self.channels.get_mut(&channel);
-        if found.is_none() {
-            undeclared(time, channel, report);
-        }
-        found
+        self.channels.declare(
+            time,
+            channel,
+            capacity,
+            " (capacities are clamped to 1..=65535)",
+            TwoPhaseChannel::new(capacity),
+            report,
+        );
     }
 
     pub(crate) fn on_reserved(
@@ -69,12 +61,10 @@ impl Channels {
         permit: PermitSeq,
         report: &mut Report,
     ) {
-        if let Some(model) = self.channels.get_mut(&channel) {
+        if let Some(model) = self.channels.get_mut(time, channel, report) {
             model.reserve(permit, |breach| {
                 explain(time, channel, permit, breach, report)
             });
-        } else {
-            undeclared(time, channel, report);
         }
     }
 
@@ -85,12 +75,7 @@ impl Channels {
         permit: PermitSeq,
         report: &mut Report,
     ) {
-        if let Some(breach) = self
-            .channel(time, channel, report)
-            .and_then(|model| model.send(permit))
-        {
-            explain(time, channel, permit, breach, report);
-        }
+        self.step(time, channel, permit, report, TwoPhaseChannel::send);
     }
 
     pub(crate) fn on_aborted(
@@ -100,12 +85,7 @@ impl Channels {
         permit: PermitSeq,
         report: &mut Report,
     ) {
-        if let Some(breach) = self
-            .channel(time, channel, report)
-            .and_then(|model| model.abort(permit))
-        {
-            explain(time, channel, permit, breach, report);
-        }
+        self.step(time, channel, permit, report, TwoPhaseChannel::abort);
     }
 
     pub(crate) fn on_delivered(
@@ -115,20 +95,34 @@ impl Channels {
         permit: PermitSeq,
         report: &mut Report,
     ) {
+        self.step(time, channel, permit, report, TwoPhaseChannel::deliver);
+    }
+
+    /// One step of `permit` on `channel`, its breach explained.
+    #[inline]
+    fn step(
+        &mut self,
+        time: SimTime,
+        channel: ChannelId,
+        permit: PermitSeq,
+        report: &mut Report,
+        step: impl FnOnce(&mut TwoPhaseChannel, PermitSeq) -> Option<ChannelBreach>,
+    ) {
         if let Some(breach) = self
-            .channel(time, channel, report)
-            .and_then(|model| model.deliver(permit))
+            .channels
+            .get_mut(time, channel, report)
+            .and_then(|model| step(model, permit))
         {
             explain(time, channel, permit, breach, report);
         }
     }
 
     pub(crate) fn on_crash(&mut self) {
-        self.channels.clear();
+        self.channels.take_all();
     }
 
     pub(crate) fn on_quiescence(&mut self, time: SimTime, report: &mut Report) {
-        for (channel, model) in &self.channels {
+        for (channel, model) in self.channels.iter() {
             for permit in model.sent_undelivered() {
                 report.add(
                     InvariantId::D6,
@@ -139,18 +133,6 @@ impl Channels {
             }
         }
     }
-}
-
-#[cold]
-fn undeclared(time: SimTime, channel: ChannelId, report: &mut Report) {
-    report.add(
-        InvariantId::D12,
-        time,
-        vec![],
-        format!(
-            "malformed history: channel {channel} is used but not declared (since the last crash)"
-        ),
-    );
 }
 
 fn describe(state: Option<PermitState>) -> &'static str {

@@ -28,6 +28,7 @@
 
 mod batch_phases;
 mod channels;
+mod declared;
 mod first_committer_wins;
 mod liveness;
 mod op_lifecycle;

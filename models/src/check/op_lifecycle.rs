@@ -80,15 +80,18 @@ impl OpLifecycle {
             Call::Read { page } => (Some(*page), None),
         };
         if let Some(event_id) = event_id {
-            if let Some(&other) = self.op_of_event.get(event_id) {
+            let mut fresh = false;
+            let owner = *self.op_of_event.get_or_insert_with(event_id, || {
+                fresh = true;
+                op
+            });
+            if !fresh {
                 report.add(
                     InvariantId::D7,
                     time,
-                    vec![other, op],
-                    format!("event id {event_id} is used by two writes (op {other} and op {op}): it could be applied twice"),
+                    vec![owner, op],
+                    format!("event id {event_id} is used by two writes (op {owner} and op {op}): it could be applied twice"),
                 );
-            } else {
-                self.op_of_event.insert(event_id, op);
             }
         }
         self.open.insert(

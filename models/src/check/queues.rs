@@ -12,20 +12,28 @@
 //! Does not verify: coalescing, backend landing (exactly-once per
 //! enqueued op is the queued writer's scenario), how long a sender waited.
 
-use std::collections::BTreeMap;
-
 use crate::history::{ItemId, OverflowPolicy, QueueId, SimTime};
 use crate::model::queue::{BoundedQueue, QueueBreach};
 use crate::violation::InvariantId;
 
+use super::declared::Declared;
 use super::Report;
 
 /// Every declared queue.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Queues {
-    queues: BTreeMap<QueueId, BoundedQueue>,
+    queues: Declared<BoundedQueue>,
     /// Queues lost in a crash keep their unreported drops for the end.
     lost: Vec<(QueueId, BoundedQueue)>,
+}
+
+impl Default for Queues {
+    fn default() -> Self {
+        Self {
+            queues: Declared::new("queue"),
+            lost: Vec::new(),
+        }
+    }
 }
 
 impl Queues {
@@ -37,17 +45,10 @@ impl Queues {
         overflow: OverflowPolicy,
         report: &mut Report,
     ) {
-        if capacity == 0 {
-            report.add(
-                InvariantId::D12,
-                time,
-                vec![],
-                format!("queue {queue} is declared with capacity 0"),
-            );
-        }
+        let model = BoundedQueue::new(capacity, overflow);
         if let Some(previous) = self
             .queues
-            .insert(queue, BoundedQueue::new(capacity, overflow))
+            .declare(time, queue, capacity, "", model, report)
         {
             self.lost.push((queue, previous));
         }
@@ -61,13 +62,7 @@ impl Queues {
         report: &mut Report,
         step: impl FnOnce(&mut BoundedQueue) -> Vec<QueueBreach>,
     ) {
-        let Some(model) = self.queues.get_mut(&queue) else {
-            report.add(
-                InvariantId::D12,
-                time,
-                vec![],
-                format!("malformed history: queue {queue} is used but not declared (since the last crash)"),
-            );
+        let Some(model) = self.queues.get_mut(time, queue, report) else {
             return;
         };
         for breach in step(model) {
@@ -142,7 +137,7 @@ impl Queues {
     }
 
     pub(crate) fn on_crash(&mut self) {
-        let queues = std::mem::take(&mut self.queues);
+        let queues = self.queues.take_all();
         self.lost.extend(queues);
     }
 
@@ -151,7 +146,7 @@ impl Queues {
             .lost
             .iter()
             .map(|(id, model)| (*id, model))
-            .chain(self.queues.iter().map(|(id, model)| (*id, model)));
+            .chain(self.queues.iter());
         for (queue, model) in all {
             for breach in model.unreported_drops() {
                 if let QueueBreach::DropNotReported { item } = breach {

@@ -139,17 +139,12 @@ impl<'h> RecoveredState<'h> {
                     .any(|write| write.page == page && write.value == version.value)
             });
             if wrote_it && version.commit_seq < latest.commit_seq {
-                let txn = finder
-                    .get(latest.commit_seq)
-                    .map_or(0, |entry| entry.txn_id);
-                report.add(
-                    InvariantId::D2,
+                partly_visible(
                     time,
-                    vec![],
-                    format!(
-                        "commit seq {} (txn {txn}) is only partly visible after the recovery at {at}: page {page} still shows commit seq {}",
-                        latest.commit_seq, version.commit_seq
-                    ),
+                    &mut finder,
+                    latest.commit_seq,
+                    format_args!("page {page} still shows commit seq {}", version.commit_seq),
+                    report,
                 );
             } else {
                 report.add(
@@ -165,19 +160,34 @@ impl<'h> RecoveredState<'h> {
         }
         for latest in replayed.versions() {
             if !shown.contains(u64::from(latest.page)) {
-                let txn = finder
-                    .get(latest.commit_seq)
-                    .map_or(0, |entry| entry.txn_id);
-                report.add(
-                    InvariantId::D2,
+                partly_visible(
                     time,
-                    vec![],
-                    format!(
-                        "commit seq {} (txn {txn}) is only partly visible after the recovery at {at}: its page {} is missing from the state",
-                        latest.commit_seq, latest.page
-                    ),
+                    &mut finder,
+                    latest.commit_seq,
+                    format_args!("its page {} is missing from the state", latest.page),
+                    report,
                 );
             }
         }
     }
+}
+
+/// Report that commit `seq` is only partly visible (D2): `detail` says how.
+fn partly_visible(
+    time: SimTime,
+    finder: &mut EntryFinder<'_>,
+    seq: CommitSeq,
+    detail: std::fmt::Arguments<'_>,
+    report: &mut Report,
+) {
+    let txn = finder.get(seq).map_or(0, |entry| entry.txn_id);
+    report.add(
+        InvariantId::D2,
+        time,
+        vec![],
+        format!(
+            "commit seq {seq} (txn {txn}) is only partly visible after the recovery at {}: {detail}",
+            Secs(time)
+        ),
+    );
 }

@@ -60,7 +60,7 @@ impl RepairSettles {
         ) {
             self.opened_since_crash.push(commit_seq);
         }
-        for breach in breaches {
+        for breach in breaches.into_iter().flatten() {
             let message = match breach {
                 RepairBreach::EventOutOfSequence { expected, got } => format!(
                     "commit seq {commit_seq}: repair event {kind:?} is numbered {got} where {expected} comes next"

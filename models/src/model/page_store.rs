@@ -47,11 +47,7 @@ impl PageStore {
     /// Commit `seq`'s writes become the latest versions of their pages.
     pub fn apply(&mut self, seq: CommitSeq, writes: &[PageWrite]) {
         for write in writes {
-            if self
-                .latest
-                .insert(u64::from(write.page), (seq, write.value))
-                .is_none()
-            {
+            if self.latest.put(u64::from(write.page), (seq, write.value)) {
                 self.pages_written += 1;
             }
         }

@@ -75,9 +75,10 @@ pub enum RepairBreach {
 }
 
 /// One commit's lifecycle; see the module docs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RepairLifecycle {
-    stage: Stage,
+    /// The stage's index in [`STAGES`].
+    stage: u8,
     events_seen: u32,
     crashed_while_open: bool,
     /// A crash happened since the last event (recovery may speak).
@@ -86,15 +87,141 @@ pub struct RepairLifecycle {
     crashes_at_event: u64,
 }
 
-impl Default for RepairLifecycle {
-    fn default() -> Self {
+/// Every stage, in a fixed order: a stage's index here is its code.
+const STAGES: [Stage; 9] = [
+    Stage::Unknown,
+    Stage::Durable,
+    Stage::AckedWithoutRepair,
+    Stage::Pending { acked: false },
+    Stage::Pending { acked: true },
+    Stage::Running { acked: false },
+    Stage::Running { acked: true },
+    Stage::Completed,
+    Stage::Failed,
+];
+
+/// Every event, in the order of their codes.
+const EVENTS: [RepairEventKind; 8] = [
+    RepairEventKind::CommitDurable,
+    RepairEventKind::DurableButNotRepairable,
+    RepairEventKind::CommitAcked,
+    RepairEventKind::RepairStarted,
+    RepairEventKind::RepairCompleted,
+    RepairEventKind::RepairFailed,
+    RepairEventKind::RecoveredPending,
+    RepairEventKind::RecoveredCompleted,
+];
+
+/// "No transition" in [`TRANSITIONS`].
+const NONE: u8 = u8::MAX;
+
+/// The two facts about past crashes a transition depends on; see
+/// [`next_stage`].
+#[derive(Clone, Copy)]
+struct CrashContext {
+    /// A crash hit the commit while its repair was open (or recovery
+    /// re-scheduled it): it may start or fail without an acknowledgement.
+    recovered: bool,
+    /// A crash happened since the commit's last event: recovery may speak.
+    crashed_since_event: bool,
+}
+
+impl CrashContext {
+    /// The index of this context in [`TRANSITIONS`].
+    const fn code(self) -> usize {
+        (self.recovered as usize) * 2 + self.crashed_since_event as usize
+    }
+
+    const fn from_code(code: usize) -> Self {
         Self {
-            stage: Stage::Unknown,
-            events_seen: 0,
-            crashed_while_open: false,
-            crashed_since_event: false,
-            crashes_at_event: 0,
+            recovered: code / 2 == 1,
+            crashed_since_event: code % 2 == 1,
         }
+    }
+}
+
+/// `TRANSITIONS[context][stage][event]`: the code of the next stage, or
+/// [`NONE`]; computed at compile time from [`next_stage`], which is the
+/// definition. One table look-up per event instead of a branchy match.
+const TRANSITIONS: [[[u8; 8]; 9]; 4] = {
+    let mut table = [[[NONE; 8]; 9]; 4];
+    let mut context = 0;
+    while context < 4 {
+        let mut stage = 0;
+        while stage < STAGES.len() {
+            let mut event = 0;
+            while event < EVENTS.len() {
+                let next = next_stage(
+                    STAGES[stage],
+                    EVENTS[event],
+                    CrashContext::from_code(context),
+                );
+                if let Some(next) = next {
+                    table[context][stage][event] = stage_code(next);
+                }
+                event += 1;
+            }
+            stage += 1;
+        }
+        context += 1;
+    }
+    table
+};
+
+const fn stage_code(stage: Stage) -> u8 {
+    match stage {
+        Stage::Unknown => 0,
+        Stage::Durable => 1,
+        Stage::AckedWithoutRepair => 2,
+        Stage::Pending { acked: false } => 3,
+        Stage::Pending { acked: true } => 4,
+        Stage::Running { acked: false } => 5,
+        Stage::Running { acked: true } => 6,
+        Stage::Completed => 7,
+        Stage::Failed => 8,
+    }
+}
+
+const fn event_code(event: RepairEventKind) -> usize {
+    match event {
+        RepairEventKind::CommitDurable => 0,
+        RepairEventKind::DurableButNotRepairable => 1,
+        RepairEventKind::CommitAcked => 2,
+        RepairEventKind::RepairStarted => 3,
+        RepairEventKind::RepairCompleted => 4,
+        RepairEventKind::RepairFailed => 5,
+        RepairEventKind::RecoveredPending => 6,
+        RepairEventKind::RecoveredCompleted => 7,
+    }
+}
+
+/// The lifecycle's definition: the stage `event` leads to from `stage`.
+const fn next_stage(stage: Stage, event: RepairEventKind, crashes: CrashContext) -> Option<Stage> {
+    use RepairEventKind as E;
+    let recovered = crashes.recovered;
+    match (stage, event) {
+        (Stage::Unknown, E::CommitDurable) => Some(Stage::Durable),
+        (Stage::Durable, E::CommitAcked) => Some(Stage::AckedWithoutRepair),
+        (Stage::Durable, E::DurableButNotRepairable) => Some(Stage::Pending { acked: false }),
+        (Stage::Pending { acked: false }, E::CommitAcked) => Some(Stage::Pending { acked: true }),
+        (Stage::Pending { acked }, E::RepairStarted) if acked || recovered => {
+            Some(Stage::Running { acked })
+        }
+        (Stage::Pending { acked }, E::RepairFailed) if acked || recovered => Some(Stage::Failed),
+        (Stage::Running { .. }, E::RepairCompleted) => Some(Stage::Completed),
+        (Stage::Running { .. }, E::RepairFailed) => Some(Stage::Failed),
+        (stage, E::RecoveredPending) if crashes.crashed_since_event => match stage {
+            Stage::Unknown | Stage::Durable | Stage::Failed => {
+                Some(Stage::Pending { acked: false })
+            }
+            Stage::Pending { acked } | Stage::Running { acked } => Some(Stage::Pending { acked }),
+            Stage::AckedWithoutRepair | Stage::Completed => None,
+        },
+        (stage, E::RecoveredCompleted) if crashes.crashed_since_event => match stage {
+            Stage::AckedWithoutRepair => None,
+            _ => Some(Stage::Completed),
+        },
+        _ => None,
     }
 }
 
@@ -107,13 +234,16 @@ impl RepairLifecycle {
     /// The current stage.
     #[inline]
     pub fn stage(&self) -> Stage {
-        self.stage
+        STAGES
+            .get(usize::from(self.stage))
+            .copied()
+            .unwrap_or(Stage::Unknown)
     }
 
     /// The state `repair_state_for(seq)` should report now.
     #[inline]
     pub fn state(&self) -> RepairState {
-        match self.stage {
+        match self.stage() {
             Stage::Unknown | Stage::Durable | Stage::AckedWithoutRepair => {
                 RepairState::NotScheduled
             }
@@ -126,17 +256,19 @@ impl RepairLifecycle {
     /// The server crashed: a running repair is pending again.
     pub fn crash(&mut self) {
         self.crashed_since_event = true;
-        match self.stage {
+        match self.stage() {
             Stage::Running { acked } | Stage::Pending { acked } => {
-                self.stage = Stage::Pending { acked };
+                self.stage = stage_code(Stage::Pending { acked });
                 self.crashed_while_open = true;
             }
             _ => {}
         }
     }
 
-    /// Apply event number `event_seq`.
-    pub fn apply(&mut self, event_seq: u32, event: RepairEventKind) -> Vec<RepairBreach> {
+    /// Apply event number `event_seq`; returns what it broke: its
+    /// numbering, its place in the lifecycle, or both (in that order).
+    #[inline]
+    pub fn apply(&mut self, event_seq: u32, event: RepairEventKind) -> [Option<RepairBreach>; 2] {
         self.apply_after_crashes(self.crashes_at_event, event_seq, event)
     }
 
@@ -144,77 +276,53 @@ impl RepairLifecycle {
     /// `crashes` server crashes so far: a count above the one at the
     /// previous event means a crash came in between, even when
     /// [`Self::crash`] was not called for this commit (a checker calls it
-    /// only for open repairs).
+    /// only for open repairs). Returns what [`Self::apply`] returns.
+    #[inline]
     pub fn apply_after_crashes(
         &mut self,
         crashes: u64,
         event_seq: u32,
         event: RepairEventKind,
-    ) -> Vec<RepairBreach> {
+    ) -> [Option<RepairBreach>; 2] {
         if crashes > self.crashes_at_event {
             self.crashed_since_event = true;
+            self.crashes_at_event = crashes;
         }
-        self.crashes_at_event = self.crashes_at_event.max(crashes);
-        let mut breaches = Vec::new();
-        let expected = self.events_seen.saturating_add(1);
-        if event_seq != expected {
-            breaches.push(RepairBreach::EventOutOfSequence {
-                expected,
-                got: event_seq,
-            });
-        }
-        self.events_seen = self.events_seen.max(event_seq);
-        match self.next_stage(event) {
-            Some(next) => {
-                if matches!(event, RepairEventKind::RecoveredPending) {
-                    // Re-scheduled by recovery: it may start without an ack.
-                    self.crashed_while_open = true;
-                }
-                self.stage = next;
-            }
-            None => breaches.push(RepairBreach::UnexpectedEvent {
-                stage: self.stage,
-                event,
-            }),
-        }
+        let context = CrashContext {
+            recovered: self.crashed_while_open,
+            crashed_since_event: self.crashed_since_event,
+        };
         self.crashed_since_event = false;
-        breaches
-    }
-
-    #[inline]
-    fn next_stage(&self, event: RepairEventKind) -> Option<Stage> {
-        use RepairEventKind as E;
-        let recovered = self.crashed_while_open;
-        match (self.stage, event) {
-            (Stage::Unknown, E::CommitDurable) => Some(Stage::Durable),
-            (Stage::Durable, E::CommitAcked) => Some(Stage::AckedWithoutRepair),
-            (Stage::Durable, E::DurableButNotRepairable) => Some(Stage::Pending { acked: false }),
-            (Stage::Pending { acked: false }, E::CommitAcked) => {
-                Some(Stage::Pending { acked: true })
-            }
-            (Stage::Pending { acked }, E::RepairStarted) if acked || recovered => {
-                Some(Stage::Running { acked })
-            }
-            (Stage::Pending { acked }, E::RepairFailed) if acked || recovered => {
-                Some(Stage::Failed)
-            }
-            (Stage::Running { .. }, E::RepairCompleted) => Some(Stage::Completed),
-            (Stage::Running { .. }, E::RepairFailed) => Some(Stage::Failed),
-            (stage, E::RecoveredPending) if self.crashed_since_event => match stage {
-                Stage::Unknown | Stage::Durable | Stage::Failed => {
-                    Some(Stage::Pending { acked: false })
-                }
-                Stage::Pending { acked } | Stage::Running { acked } => {
-                    Some(Stage::Pending { acked })
-                }
-                Stage::AckedWithoutRepair | Stage::Completed => None,
-            },
-            (stage, E::RecoveredCompleted) if self.crashed_since_event => match stage {
-                Stage::AckedWithoutRepair => None,
-                _ => Some(Stage::Completed),
-            },
-            _ => None,
+        let expected = self.events_seen.saturating_add(1);
+        self.events_seen = self.events_seen.max(event_seq);
+        let next = TRANSITIONS
+            .get(context.code())
+            .and_then(|by_stage| by_stage.get(usize::from(self.stage)))
+            .and_then(|by_event| by_event.get(event_code(event)))
+            .copied()
+            .unwrap_or(NONE);
+        if next != NONE && matches!(event, RepairEventKind::RecoveredPending) {
+            // Re-scheduled by recovery: it may start without an ack.
+            self.crashed_while_open = true;
         }
+        if next != NONE && event_seq == expected {
+            self.stage = next;
+            return [None, None];
+        }
+        let numbering = (event_seq != expected).then_some(RepairBreach::EventOutOfSequence {
+            expected,
+            got: event_seq,
+        });
+        let order = if next == NONE {
+            Some(RepairBreach::UnexpectedEvent {
+                stage: self.stage(),
+                event,
+            })
+        } else {
+            self.stage = next;
+            None
+        };
+        [numbering, order]
     }
 }
 
@@ -272,6 +380,23 @@ pub fn verify_symbols(symbols: &RepairSymbols) -> Result<(), ParityError> {
             expected: shard_size,
             got: symbols.parity.len(),
         });
+    }
+    if WORD % shard_size == 0 {
+        // Shards of 1, 2, 4 or 8 bytes tile a word: XOR whole words, then
+        // fold the word onto one shard.
+        let mut words = symbols.systematic.chunks_exact(WORD);
+        let mut folded = 0;
+        for word in &mut words {
+            folded ^= le_word(word);
+        }
+        folded ^= le_word(words.remainder());
+        let mut width = WORD;
+        while width > shard_size {
+            width /= 2;
+            folded ^= folded >> (width * 8);
+        }
+        let mask = u64::MAX >> ((WORD - shard_size) * 8);
+        return parity_matches(0, folded & mask, &symbols.parity);
     }
     if shard_size <= WORD {
         // One word per shard: no buffer at all.
@@ -354,11 +479,30 @@ mod tests {
     use super::*;
     use RepairEventKind as E;
 
+    /// [`RepairLifecycle::apply`]'s breaches as a list.
+    fn apply(lifecycle: &mut RepairLifecycle, seq: u32, event: E) -> Vec<RepairBreach> {
+        lifecycle.apply(seq, event).into_iter().flatten().collect()
+    }
+
+    /// [`RepairLifecycle::apply_after_crashes`]'s breaches as a list.
+    fn after(
+        lifecycle: &mut RepairLifecycle,
+        crashes: u64,
+        seq: u32,
+        event: E,
+    ) -> Vec<RepairBreach> {
+        lifecycle
+            .apply_after_crashes(crashes, seq, event)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     fn run(events: &[RepairEventKind]) -> (RepairLifecycle, Vec<RepairBreach>) {
         let mut lifecycle = RepairLifecycle::new();
         let mut breaches = Vec::new();
         for (index, event) in events.iter().enumerate() {
-            breaches.extend(lifecycle.apply(index as u32 + 1, *event));
+            breaches.extend(apply(&mut lifecycle, index as u32 + 1, *event));
         }
         (lifecycle, breaches)
     }
@@ -389,6 +533,28 @@ mod tests {
     }
 
     #[test]
+    fn the_transition_table_is_the_lifecycle_definition() {
+        for context in (0..4).map(CrashContext::from_code) {
+            for stage in STAGES {
+                for event in EVENTS {
+                    let mut lifecycle = RepairLifecycle {
+                        stage: stage_code(stage),
+                        events_seen: 3,
+                        crashed_while_open: context.recovered,
+                        crashed_since_event: context.crashed_since_event,
+                        crashes_at_event: 0,
+                    };
+                    let breaches = lifecycle.apply(4, event);
+                    let next = next_stage(stage, event, context);
+                    assert_eq!(lifecycle.stage(), next.unwrap_or(stage));
+                    let unexpected = Some(RepairBreach::UnexpectedEvent { stage, event });
+                    assert_eq!(breaches, [None, next.map_or(unexpected, |_| None)]);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_crash_sends_a_running_repair_back_to_pending() {
         let (mut lifecycle, _) = run(&[
             E::CommitDurable,
@@ -399,11 +565,11 @@ mod tests {
         lifecycle.crash();
         assert_eq!(lifecycle.state(), RepairState::Pending);
         assert_eq!(
-            lifecycle.apply(5, E::RepairStarted),
+            apply(&mut lifecycle, 5, E::RepairStarted),
             Vec::<RepairBreach>::new()
         );
         assert_eq!(
-            lifecycle.apply(6, E::RepairCompleted),
+            apply(&mut lifecycle, 6, E::RepairCompleted),
             Vec::<RepairBreach>::new()
         );
     }
@@ -413,24 +579,20 @@ mod tests {
         let acked = [E::CommitDurable, E::DurableButNotRepairable, E::CommitAcked];
         // Without a crash, recovery events are breaches.
         let (mut lifecycle, _) = run(&acked);
-        assert_eq!(lifecycle.apply(4, E::RecoveredPending).len(), 1);
+        assert_eq!(apply(&mut lifecycle, 4, E::RecoveredPending).len(), 1);
         // An open repair is re-scheduled, then runs to its end.
         let (mut lifecycle, _) = run(&acked);
         lifecycle.crash();
-        assert!(lifecycle.apply(4, E::RecoveredPending).is_empty());
-        assert!(lifecycle.apply(5, E::RepairStarted).is_empty());
-        assert!(lifecycle.apply(6, E::RepairCompleted).is_empty());
+        assert!(apply(&mut lifecycle, 4, E::RecoveredPending).is_empty());
+        assert!(apply(&mut lifecycle, 5, E::RepairStarted).is_empty());
+        assert!(apply(&mut lifecycle, 6, E::RepairCompleted).is_empty());
         assert_eq!(lifecycle.state(), RepairState::Completed);
         // A commit first seen by recovery, after a crash counted elsewhere.
         let mut unseen = RepairLifecycle::new();
-        assert_eq!(unseen.apply(1, E::RecoveredPending).len(), 1);
+        assert_eq!(apply(&mut unseen, 1, E::RecoveredPending).len(), 1);
         let mut unseen = RepairLifecycle::new();
-        assert!(unseen
-            .apply_after_crashes(1, 1, E::RecoveredPending)
-            .is_empty());
-        assert!(unseen
-            .apply_after_crashes(1, 2, E::RepairStarted)
-            .is_empty());
+        assert!(after(&mut unseen, 1, 1, E::RecoveredPending).is_empty());
+        assert!(after(&mut unseen, 1, 2, E::RepairStarted).is_empty());
         // A failed repair may be retried, or found complete, after a crash.
         let (mut failed, _) = run(&[
             E::CommitDurable,
@@ -438,20 +600,11 @@ mod tests {
             E::CommitAcked,
             E::RepairFailed,
         ]);
-        assert!(failed
-            .apply_after_crashes(1, 5, E::RecoveredCompleted)
-            .is_empty());
+        assert!(after(&mut failed, 1, 5, E::RecoveredCompleted).is_empty());
         assert_eq!(failed.state(), RepairState::Completed);
         // Once per crash: a second recovery event needs a second crash.
-        assert_eq!(
-            failed
-                .apply_after_crashes(1, 6, E::RecoveredCompleted)
-                .len(),
-            1
-        );
-        assert!(failed
-            .apply_after_crashes(2, 7, E::RecoveredCompleted)
-            .is_empty());
+        assert_eq!(after(&mut failed, 1, 6, E::RecoveredCompleted).len(), 1);
+        assert!(after(&mut failed, 2, 7, E::RecoveredCompleted).is_empty());
     }
 
     #[test]
@@ -464,7 +617,7 @@ mod tests {
             E::RepairCompleted,
         ]);
         assert_eq!(
-            lifecycle.apply_after_crashes(1, 6, E::RecoveredPending),
+            after(&mut lifecycle, 1, 6, E::RecoveredPending),
             vec![RepairBreach::UnexpectedEvent {
                 stage: Stage::Completed,
                 event: E::RecoveredPending
@@ -472,9 +625,7 @@ mod tests {
         );
         let (mut without_repair, _) = run(&[E::CommitDurable, E::CommitAcked]);
         assert_eq!(
-            without_repair
-                .apply_after_crashes(1, 3, E::RecoveredCompleted)
-                .len(),
+            after(&mut without_repair, 1, 3, E::RecoveredCompleted).len(),
             1
         );
     }
@@ -491,7 +642,7 @@ mod tests {
         ));
         let mut lifecycle = RepairLifecycle::new();
         assert_eq!(
-            lifecycle.apply(2, E::CommitDurable),
+            apply(&mut lifecycle, 2, E::CommitDurable),
             vec![RepairBreach::EventOutOfSequence {
                 expected: 1,
                 got: 2
@@ -563,7 +714,7 @@ mod tests {
     #[test]
     fn a_parity_verifies_exactly_when_every_shard_rebuilds() {
         // Shard sizes around the word size and past the stack buffer.
-        for shard_size in [1, 3, 7, 8, 9, 12, 16, 17, STACK_SHARD_BYTES + 5] {
+        for shard_size in [1, 2, 3, 4, 7, 8, 9, 12, 16, 17, STACK_SHARD_BYTES + 5] {
             for len in [0, 1, shard_size - 1, shard_size, 3 * shard_size + 2] {
                 let systematic: Vec<u8> = (0..len).map(|i| (i * 131 + 7) as u8).collect();
                 let parity = xor_parity(&systematic, shard_size);

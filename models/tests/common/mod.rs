@@ -140,11 +140,50 @@ impl Builder {
         self.complete(op, Outcome::Ok(OkValue::Committed { commit_seq }))
     }
 
+    /// Attempt `attempt` of `op` is acknowledged as `commit_seq`, and the
+    /// write completes with it.
+    pub fn acked(&mut self, op: OpId, attempt: u32, commit_seq: CommitSeq) -> &mut Self {
+        self.attempt_ended(op, attempt, AttemptResult::Committed { commit_seq })
+            .committed(op, commit_seq)
+    }
+
+    /// Permit `permit` of channel 0 is reserved.
+    pub fn reserve(&mut self, permit: PermitSeq) -> &mut Self {
+        self.push(EventKind::PermitReserved { channel: 0, permit })
+    }
+
+    /// Permit `permit` of channel 0 is sent.
+    pub fn send(&mut self, permit: PermitSeq) -> &mut Self {
+        self.push(EventKind::PermitSent { channel: 0, permit })
+    }
+
+    /// Permit `permit` of channel 0 is aborted.
+    pub fn abort(&mut self, permit: PermitSeq) -> &mut Self {
+        self.push(EventKind::PermitAborted { channel: 0, permit })
+    }
+
+    /// Permit `permit` of channel 0 is delivered.
+    pub fn deliver(&mut self, permit: PermitSeq) -> &mut Self {
+        self.push(EventKind::PermitDelivered { channel: 0, permit })
+    }
+
     /// Channel permit reserved, sent and delivered in one go.
     pub fn through_channel(&mut self, permit: PermitSeq) -> &mut Self {
-        self.push(EventKind::PermitReserved { channel: 0, permit })
-            .push(EventKind::PermitSent { channel: 0, permit })
-            .push(EventKind::PermitDelivered { channel: 0, permit })
+        self.reserve(permit).send(permit).deliver(permit)
+    }
+
+    /// Repair lifecycle event `event_seq` of commit `commit_seq`.
+    pub fn repair(
+        &mut self,
+        commit_seq: CommitSeq,
+        event_seq: u32,
+        kind: RepairEventKind,
+    ) -> &mut Self {
+        self.push(EventKind::Repair {
+            commit_seq,
+            event_seq,
+            kind,
+        })
     }
 
     /// A batch through all four phases; `commit_seqs` for its valid requests.
