@@ -65,20 +65,25 @@ pub fn align_up(n: u64, block: u64) -> u64 {
 }
 
 fn encode_frame(frame: &Frame, out: &mut Vec<u8>) {
-    let mut body = Vec::with_capacity(41 + 4 * frame.pages.len() + frame.payload.len());
-    body.extend_from_slice(&frame.commit_seq.to_le_bytes());
-    body.extend_from_slice(&frame.txn_id.to_le_bytes());
-    body.push(u8::from(frame.event_id.is_some()));
-    body.extend_from_slice(&frame.event_id.unwrap_or(0).to_le_bytes());
-    body.extend_from_slice(&(frame.pages.len() as u32).to_le_bytes());
+    // Written in place: a length placeholder, the body, then the length
+    // and the body's checksum (no temporary buffer per frame).
+    out.reserve(4 + 41 + 4 * frame.pages.len() + frame.payload.len() + 8);
+    let length_at = out.len();
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let body_start = out.len();
+    out.extend_from_slice(&frame.commit_seq.to_le_bytes());
+    out.extend_from_slice(&frame.txn_id.to_le_bytes());
+    out.push(u8::from(frame.event_id.is_some()));
+    out.extend_from_slice(&frame.event_id.unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&(frame.pages.len() as u32).to_le_bytes());
     for page in &frame.pages {
-        body.extend_from_slice(&page.to_le_bytes());
+        out.extend_from_slice(&page.to_le_bytes());
     }
-    body.extend_from_slice(&(frame.payload.len() as u32).to_le_bytes());
-    body.extend_from_slice(&frame.payload);
-    let sum = checksum(&body);
-    out.extend_from_slice(&((body.len() + 8) as u32).to_le_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&(frame.payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&frame.payload);
+    let body_len = out.len() - body_start;
+    let sum = checksum(&out[body_start..]);
+    out[length_at..body_start].copy_from_slice(&((body_len + 8) as u32).to_le_bytes());
     out.extend_from_slice(&sum.to_le_bytes());
 }
 
@@ -93,23 +98,27 @@ pub fn frame_bytes(frame: &Frame) -> Vec<u8> {
 /// Encode `frames` as one batch padded to `block`. Returns the bytes and
 /// each frame's offset relative to the batch start.
 pub fn encode_batch(frames: &[Frame], block: u64) -> (Vec<u8>, Vec<u64>) {
-    let mut body = Vec::new();
+    // The body is encoded in place after a zeroed header, which is filled
+    // in once the body's length and checksum are known.
+    let mut out = vec![0u8; HEADER_LEN];
     let mut offsets = Vec::with_capacity(frames.len());
     for frame in frames {
-        offsets.push((HEADER_LEN + body.len()) as u64);
-        encode_frame(frame, &mut body);
+        offsets.push(out.len() as u64);
+        encode_frame(frame, &mut out);
     }
+    let body_len = out.len() - HEADER_LEN;
     let first_seq = frames.first().map_or(0, |f| f.commit_seq);
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-    out.extend_from_slice(&BATCH_MAGIC.to_le_bytes());
-    out.extend_from_slice(&(frames.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&first_seq.to_le_bytes());
-    out.extend_from_slice(&checksum(&body).to_le_bytes());
-    let header_sum = checksum(&out);
-    out.extend_from_slice(&header_sum.to_le_bytes());
-    out.extend_from_slice(&body);
+    let body_sum = checksum(&out[HEADER_LEN..]);
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    header.extend_from_slice(&BATCH_MAGIC.to_le_bytes());
+    header.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+    header.extend_from_slice(&(body_len as u32).to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&first_seq.to_le_bytes());
+    header.extend_from_slice(&body_sum.to_le_bytes());
+    let header_sum = checksum(&header);
+    header.extend_from_slice(&header_sum.to_le_bytes());
+    out[..HEADER_LEN].copy_from_slice(&header);
     let padded = align_up(out.len() as u64, block) as usize;
     out.resize(padded, 0);
     (out, offsets)
