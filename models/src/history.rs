@@ -558,6 +558,20 @@ pub enum RepairEventKind {
     RecoveredCompleted,
 }
 
+impl RepairEventKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [RepairEventKind; 8] = [
+        RepairEventKind::CommitDurable,
+        RepairEventKind::DurableButNotRepairable,
+        RepairEventKind::CommitAcked,
+        RepairEventKind::RepairStarted,
+        RepairEventKind::RepairCompleted,
+        RepairEventKind::RepairFailed,
+        RepairEventKind::RecoveredPending,
+        RepairEventKind::RecoveredCompleted,
+    ];
+}
+
 /// A commit's repair state (spec 03).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RepairState {

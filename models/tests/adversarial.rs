@@ -258,16 +258,7 @@ fn arbitrary_event() -> impl Strategy<Value = EventKind> {
             EventKind::Repair {
                 commit_seq,
                 event_seq,
-                kind: [
-                    RepairEventKind::CommitDurable,
-                    RepairEventKind::DurableButNotRepairable,
-                    RepairEventKind::CommitAcked,
-                    RepairEventKind::RepairStarted,
-                    RepairEventKind::RepairCompleted,
-                    RepairEventKind::RepairFailed,
-                    RepairEventKind::RecoveredPending,
-                    RepairEventKind::RecoveredCompleted,
-                ][kind],
+                kind: RepairEventKind::ALL[kind],
             }
         }),
         (

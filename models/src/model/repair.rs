@@ -101,16 +101,7 @@ const STAGES: [Stage; 9] = [
 ];
 
 /// Every event, in the order of their codes.
-const EVENTS: [RepairEventKind; 8] = [
-    RepairEventKind::CommitDurable,
-    RepairEventKind::DurableButNotRepairable,
-    RepairEventKind::CommitAcked,
-    RepairEventKind::RepairStarted,
-    RepairEventKind::RepairCompleted,
-    RepairEventKind::RepairFailed,
-    RepairEventKind::RecoveredPending,
-    RepairEventKind::RecoveredCompleted,
-];
+const EVENTS: [RepairEventKind; 8] = RepairEventKind::ALL;
 
 /// "No transition" in [`TRANSITIONS`].
 const NONE: u8 = u8::MAX;
