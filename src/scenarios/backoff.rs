@@ -59,19 +59,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use durasim_models as models;
-use durasim_models::{
-    AttemptRef, AttemptResult, Call, EventKind, OkValue, Outcome, RejectionClass,
-};
-use durasim_sim::{choose_between, clock, Endpoint, Net, ProcessCtx, ProcessId, Sim, Site};
+use durasim_models::{AttemptRef, AttemptResult, Call, EventKind, OkValue, Outcome};
+use durasim_sim::{choose_between, clock, Net, ProcessCtx, ProcessId, Sim, Site};
 
-use self::store::{Msg, StoreShared};
+use self::store::StoreShared;
 use super::history_check::{findings, Merger, Rank};
+use super::rmw_client::{Msg, RmwProtocol};
 use crate::harness::{RunParams, Scenario, ScenarioFuture, ScenarioReport};
 use crate::systems::backoff::{
-    BackoffPolicy, CommitConvergenceError, Rejection, RetryBugs, RetryEvent, RetryLoop, WriteError,
+    BackoffPolicy, CommitConvergenceError, RetryBugs, RetryEvent, RetryLoop, WriteError,
 };
-use crate::systems::committed_write::{classify_answer, decode_list, encode_list};
-use crate::systems::group_commit::{CommitRequest, CommitResponse};
+use crate::systems::committed_write::{decode_list, encode_list};
 use crate::systems::record::{lock_recovering, Recorder};
 
 /// Known bug: a fixed retry budget instead of the retry window, and the
@@ -91,8 +89,14 @@ const FAULT_PHASE: Duration = Duration::from_millis(600);
 /// fault phase (well under 1 s with the default curve), the rest of a
 /// storm, and a commit.
 const HEAL_BOUND: Duration = Duration::from_secs(10);
-const READ_TIMEOUT: Duration = Duration::from_millis(20);
-const COMMIT_TIMEOUT: Duration = Duration::from_millis(40);
+/// The writers' protocol: short timeouts (the store answers within a
+/// sync), values as plain lists of event ids.
+const PROTOCOL: RmwProtocol = RmwProtocol {
+    read_timeout: Duration::from_millis(20),
+    commit_timeout: Duration::from_millis(40),
+    decode: decode_list,
+    encode: encode_list,
+};
 /// A writer's pause before each event, ms.
 const THINK_MS: Site = Site::value("backoff.think_ms");
 
@@ -256,8 +260,9 @@ async fn writer(
                 );
                 async move {
                     let origin = AttemptRef { op, attempt };
-                    let (learnt, answer) =
-                        attempt_once(&endpoint, store, &rid, origin, page, &maybe_applied).await;
+                    let (learnt, answer) = PROTOCOL
+                        .attempt_once(&endpoint, store, &rid, origin, page, &maybe_applied)
+                        .await;
                     lock_recovering(&journal.results).insert((op, attempt), learnt);
                     answer
                 }
@@ -276,106 +281,6 @@ async fn writer(
         journal.writes.record(EventKind::Complete { op, outcome });
     }
     journal.writers_done.fetch_add(1, Ordering::Relaxed);
-}
-
-/// One attempt: read the page afresh, append the event id to its list,
-/// commit with the basis. Returns what the writer learnt and the loop's
-/// classification of it.
-async fn attempt_once(
-    endpoint: &Endpoint<Msg>,
-    store: ProcessId,
-    rid: &AtomicU64,
-    origin: AttemptRef,
-    page: u32,
-    maybe_applied: &AtomicBool,
-) -> (AttemptResult, Result<u64, Rejection>) {
-    let read_id = rid.fetch_add(1, Ordering::Relaxed) + 1;
-    endpoint.send(store, Msg::Read { rid: read_id, page });
-    let read = await_reply(endpoint, READ_TIMEOUT, |m| match m {
-        Msg::ReadOk { rid, basis, value } if rid == read_id => Some((basis, value)),
-        _ => None,
-    })
-    .await;
-    let Some((basis, value)) = read else {
-        // Nothing was submitted: certainly not applied.
-        let reason = "unavailable: read timed out".to_string();
-        return (
-            AttemptResult::Rejected {
-                class: RejectionClass::Transient,
-                reason: reason.clone(),
-            },
-            Err(Rejection::Transient { reason }),
-        );
-    };
-    let mut items = decode_list(value.as_deref());
-    items.push(origin.op);
-    let request = CommitRequest {
-        txn_id: origin.op << 16 | u64::from(origin.attempt),
-        event_id: Some(origin.op),
-        snapshot_seq: basis,
-        write_set_pages: vec![page],
-        payload: encode_list(&items),
-    };
-    let commit_id = rid.fetch_add(1, Ordering::Relaxed) + 1;
-    endpoint.send(
-        store,
-        Msg::Commit {
-            rid: commit_id,
-            origin,
-            request,
-        },
-    );
-    let answer = await_reply(endpoint, COMMIT_TIMEOUT, |m| match m {
-        Msg::Answer {
-            rid,
-            response,
-            applied,
-        } if rid == commit_id => Some((response, applied)),
-        _ => None,
-    })
-    .await;
-    let (response, applied) = answer.unwrap_or_else(|| {
-        let reason = "no answer".to_string();
-        (CommitResponse::Unknown { reason }, None)
-    });
-    let learnt = match &response {
-        CommitResponse::Committed { commit_seq, .. } => AttemptResult::Committed {
-            commit_seq: *commit_seq,
-        },
-        CommitResponse::Conflict { reason } => AttemptResult::Rejected {
-            class: RejectionClass::Transient,
-            reason: format!("conflict: {reason:?}"),
-        },
-        CommitResponse::Failed { reason } => AttemptResult::Rejected {
-            class: RejectionClass::Transient,
-            reason: format!("not applied: {reason}"),
-        },
-        CommitResponse::Unknown { .. } => AttemptResult::Unknown,
-        CommitResponse::Rejected { reason } => AttemptResult::Rejected {
-            class: RejectionClass::Permanent,
-            reason: reason.name().to_string(),
-        },
-    };
-    (learnt, classify_answer(response, maybe_applied, || applied))
-}
-
-/// Wait for the reply `pick` accepts (others are stale: dropped).
-async fn await_reply<T>(
-    endpoint: &Endpoint<Msg>,
-    timeout: Duration,
-    mut pick: impl FnMut(Msg) -> Option<T>,
-) -> Option<T> {
-    let deadline = clock::now().plus(timeout);
-    loop {
-        let left = deadline.since(clock::now());
-        if left.is_zero() {
-            return None;
-        }
-        let (_, msg) = endpoint.recv_timeout(left).await?;
-        if let Some(found) = pick(msg) {
-            return Some(found);
-        }
-    }
 }
 
 // ----- history ---------------------------------------------------------------

@@ -103,14 +103,13 @@ use durasim_sim::{clock, Disk, DiskConfig, Endpoint, Net, ProcessCtx, ProcessId,
 
 use super::history_check::{digest, findings, Merger, Rank};
 use super::repair_history::{push_repair_events, settled_records};
+use super::rmw_client::{Msg, RmwProtocol};
 use crate::harness::{RunParams, Scenario, ScenarioFuture, ScenarioReport};
-use crate::systems::backoff::{
-    AttemptOutcome, BackoffPolicy, Rejection, RetryEvent, RetryLoop, WriteError,
-};
+use crate::systems::backoff::{AttemptOutcome, BackoffPolicy, RetryEvent, RetryLoop, WriteError};
 use crate::systems::channel::{ChannelEvent, ReserveError};
 use crate::systems::group_commit::{
     group_commit, BatchPhase, CommitClient, CommitEvent, CommitRequest, CommitResponse,
-    CommittedState, CoordinatorBugs, GroupCommitConfig, PermanentReason, PublishHook,
+    CommittedState, CoordinatorBugs, GroupCommitConfig, PublishHook,
 };
 use crate::systems::record::{lock_recovering, Recorder};
 use crate::systems::repair::{
@@ -145,34 +144,14 @@ const FAULT_PHASE: Duration = Duration::from_millis(1500);
 /// wait is one backoff delay of a write that retried through the whole
 /// fault phase (under 2 s with the default curve) plus a commit.
 const HEAL_BOUND: Duration = Duration::from_secs(20);
-const READ_TIMEOUT: Duration = Duration::from_millis(30);
-const COMMIT_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// The client–server protocol.
-#[derive(Debug, Clone)]
-enum Msg {
-    /// Read `page` and the commit seq it was read at.
-    Read { rid: u64, page: u32 },
-    /// The answer to a read.
-    ReadOk {
-        rid: u64,
-        basis: u64,
-        value: Option<Vec<u8>>,
-    },
-    /// Commit `request` for attempt `origin`.
-    Commit {
-        rid: u64,
-        origin: AttemptRef,
-        request: CommitRequest,
-    },
-    /// The coordinator's answer; with `receipt-exists`, the commit that
-    /// applied the event, if the server knows one.
-    Answer {
-        rid: u64,
-        response: CommitResponse,
-        applied: Option<u64>,
-    },
-}
+/// The clients' protocol: a commit may wait for a group-commit batch and
+/// its repair-log neighbours; values hold 32-byte events.
+const PROTOCOL: RmwProtocol = RmwProtocol {
+    read_timeout: Duration::from_millis(30),
+    commit_timeout: Duration::from_millis(250),
+    decode: decode_events,
+    encode: encode_events,
+};
 
 /// Server-side records the systems do not make themselves.
 #[derive(Debug, Clone)]
@@ -781,8 +760,9 @@ async fn client(
                 );
                 async move {
                     let origin = AttemptRef { op, attempt };
-                    let (result, answer) =
-                        attempt_once(&endpoint, server, &rid, origin, page, &maybe_applied).await;
+                    let (result, answer) = PROTOCOL
+                        .attempt_once(&endpoint, server, &rid, origin, page, &maybe_applied)
+                        .await;
                     lock_recovering(&journal.results).insert((op, attempt), result);
                     answer
                 }
@@ -802,108 +782,6 @@ async fn client(
         journal.clients.record(ClientRec::Complete { op, outcome });
     }
     journal.clients_done.fetch_add(1, Ordering::Relaxed);
-}
-
-/// One attempt: read the page afresh, append the event id to its list,
-/// commit with the basis. Returns what the client learnt and the retry
-/// loop's classification.
-async fn attempt_once(
-    endpoint: &Endpoint<Msg>,
-    server: ProcessId,
-    rid: &AtomicU64,
-    origin: AttemptRef,
-    page: u32,
-    maybe_applied: &AtomicBool,
-) -> (AttemptResult, Result<u64, Rejection>) {
-    let transient = |reason: &str| {
-        (
-            AttemptResult::Rejected {
-                class: RejectionClass::Transient,
-                reason: reason.to_string(),
-            },
-            Err(Rejection::Transient {
-                reason: reason.to_string(),
-            }),
-        )
-    };
-    let read_id = rid.fetch_add(1, Ordering::Relaxed) + 1;
-    endpoint.send(server, Msg::Read { rid: read_id, page });
-    let Some((basis, value)) = await_reply(endpoint, READ_TIMEOUT, |m| match m {
-        Msg::ReadOk { rid, basis, value } if rid == read_id => Some((basis, value)),
-        _ => None,
-    })
-    .await
-    else {
-        // Nothing was submitted: certainly not applied.
-        return transient("unavailable: read timed out");
-    };
-    let mut items = decode_events(value.as_deref());
-    items.push(origin.op);
-    let request = CommitRequest {
-        txn_id: origin.op << 16 | u64::from(origin.attempt),
-        event_id: Some(origin.op),
-        snapshot_seq: basis,
-        write_set_pages: vec![page],
-        payload: encode_events(&items),
-    };
-    let commit_id = rid.fetch_add(1, Ordering::Relaxed) + 1;
-    endpoint.send(
-        server,
-        Msg::Commit {
-            rid: commit_id,
-            origin,
-            request,
-        },
-    );
-    let answer = await_reply(endpoint, COMMIT_TIMEOUT, |m| match m {
-        Msg::Answer {
-            rid,
-            response,
-            applied,
-        } if rid == commit_id => Some((response, applied)),
-        _ => None,
-    })
-    .await;
-    let Some((response, applied)) = answer else {
-        maybe_applied.store(true, Ordering::Relaxed);
-        return (
-            AttemptResult::Unknown,
-            Err(Rejection::Transient {
-                reason: "outcome unknown: no answer".into(),
-            }),
-        );
-    };
-    match response {
-        CommitResponse::Committed { commit_seq, .. } => {
-            (AttemptResult::Committed { commit_seq }, Ok(commit_seq))
-        }
-        CommitResponse::Conflict { reason } => transient(&format!("conflict: {reason:?}")),
-        CommitResponse::Failed { reason } => transient(&format!("not applied: {reason}")),
-        CommitResponse::Unknown { reason } => {
-            maybe_applied.store(true, Ordering::Relaxed);
-            (
-                AttemptResult::Unknown,
-                Err(Rejection::Transient {
-                    reason: format!("outcome unknown: {reason}"),
-                }),
-            )
-        }
-        CommitResponse::Rejected { reason } => {
-            let name = match &reason {
-                PermanentReason::ReceiptExists { .. } => reason.name().to_string(),
-            };
-            let rejected = AttemptResult::Rejected {
-                class: RejectionClass::Permanent,
-                reason: name.clone(),
-            };
-            // An earlier attempt whose answer was lost applied the event:
-            // the write converged.
-            match applied.filter(|_| maybe_applied.load(Ordering::Relaxed)) {
-                Some(seq) => (rejected, Ok(seq)),
-                None => (rejected, Err(Rejection::Permanent { reason: name })),
-            }
-        }
-    }
 }
 
 /// Bytes of one event in a page's value: its id and a body derived from
@@ -931,25 +809,6 @@ fn decode_events(value: Option<&[u8]>) -> Vec<u64> {
         .chunks_exact(EVENT_BYTES)
         .filter_map(|c| c[..8].try_into().ok().map(u64::from_le_bytes))
         .collect()
-}
-
-/// Wait for the reply `pick` accepts (others are stale: dropped).
-async fn await_reply<T>(
-    endpoint: &Endpoint<Msg>,
-    timeout: Duration,
-    mut pick: impl FnMut(Msg) -> Option<T>,
-) -> Option<T> {
-    let deadline = clock::now().plus(timeout);
-    loop {
-        let left = deadline.since(clock::now());
-        if left.is_zero() {
-            return None;
-        }
-        let (_, msg) = endpoint.recv_timeout(left).await?;
-        if let Some(found) = pick(msg) {
-            return Some(found);
-        }
-    }
 }
 
 // ----- history ---------------------------------------------------------------

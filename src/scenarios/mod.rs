@@ -7,6 +7,7 @@ mod history_check;
 mod queued_writer;
 mod repair;
 mod repair_history;
+mod rmw_client;
 mod toy;
 
 use crate::harness::{HarnessError, KnownBug, Registry, Scenario};

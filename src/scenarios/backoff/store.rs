@@ -42,6 +42,7 @@ use durasim_models::{
 use durasim_sim::{buggify_with, choose_between, clock, Net, ProcessCtx, SimTime, Site};
 
 use crate::scenarios::history_check::digest;
+use crate::scenarios::rmw_client::Msg;
 use crate::systems::group_commit::{
     CommitRequest, CommitResponse, ConflictReason, PermanentReason,
 };
@@ -61,32 +62,6 @@ pub(super) const FORCE_RECEIPT_EXISTS: Site =
 pub(super) const LOSE_ANSWER: Site = Site::fault("store.lose_answer", "lost-answer");
 /// The sync latency of one commit, µs.
 const SYNC_US: Site = Site::value("store.sync_us");
-
-/// The client–store protocol.
-#[derive(Debug, Clone)]
-pub(super) enum Msg {
-    /// Read `page` and the commit seq it was read at.
-    Read { rid: u64, page: u32 },
-    /// The answer to a read.
-    ReadOk {
-        rid: u64,
-        basis: u64,
-        value: Option<Vec<u8>>,
-    },
-    /// Commit `request` for attempt `origin`.
-    Commit {
-        rid: u64,
-        origin: AttemptRef,
-        request: CommitRequest,
-    },
-    /// The answer to a commit; with a rejection, the commit that applied
-    /// the request's event, if one did.
-    Answer {
-        rid: u64,
-        response: CommitResponse,
-        applied: Option<u64>,
-    },
-}
 
 /// What outlives the store's incarnations: the durable log and the record.
 #[derive(Default)]
