@@ -36,17 +36,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use durasim_models::{
-    CatalogRow, EventKind, History, LifecycleOp, LifecycleOutcome, LifecycleState, LockfileEntry,
-    LockfileView,
-};
+use durasim_models::{EventKind, History, LifecycleOp, LifecycleOutcome};
 use durasim_sim::{choose_between, clock, ProcessCtx, ProcessId, Sim, Site};
+use tokio::sync::Notify;
 
 use super::history_check::findings;
 use crate::harness::{Finding, RunParams, Scenario, ScenarioFuture, ScenarioReport};
-use crate::systems::lifecycle::store::{
-    parse_catalog, parse_lockfile, RowState, CATALOG, LOCKFILE, TREE,
-};
+use crate::systems::lifecycle::store::read_back;
 use crate::systems::lifecycle::{
     self, ActorError, ActorOutcome, Applied, LifecycleBugs, LifecycleConfig, LockfileLock,
     Operation,
@@ -66,9 +62,9 @@ pub const ITERATION_BOUND: Duration = Duration::from_secs(30);
 const START_US: Site = Site::value("lifecycle.start_us");
 /// Whether an item gets a new version this iteration (1) or not (0).
 const RELEASE: Site = Site::value("lifecycle.release");
-/// How often the host looks for posted actors and the supervisor for
-/// their end.
-const POLL: Duration = Duration::from_millis(1);
+/// The supervisor re-checks at least this often while it waits (a paused
+/// host resumes without telling it).
+const RECHECK: Duration = Duration::from_millis(5);
 
 /// The lifecycle scenario.
 pub struct LifecycleScenario;
@@ -145,6 +141,11 @@ struct Journal {
     posted: Mutex<Vec<Posted>>,
     /// The host incarnation whose startup repair pass is done.
     recovered: Mutex<u32>,
+    /// Rung when actors are posted (the host waits on it).
+    work_posted: Notify,
+    /// Rung when an actor ends or the host finished its repair pass (the
+    /// supervisor waits on it).
+    progress: Notify,
 }
 
 impl Journal {
@@ -163,6 +164,8 @@ impl Journal {
             op: p.op.clone(),
             outcome,
         });
+        drop(posted);
+        self.progress.notify_one();
     }
 }
 
@@ -173,6 +176,8 @@ pub async fn drive(sim: Sim, iterations: u32, config: LifecycleConfig) -> Lifecy
         events: Recorder::new(),
         posted: Mutex::default(),
         recovered: Mutex::new(0),
+        work_posted: Notify::new(),
+        progress: Notify::new(),
     });
     let j = journal.clone();
     let host = sim.spawn_process("host", move |ctx| run_host(ctx, j.clone()));
@@ -261,6 +266,8 @@ fn post(journal: &Journal, iteration: u32, ops: Vec<(LifecycleOp, Operation)>) {
             ended: false,
         });
     }
+    drop(posted);
+    journal.work_posted.notify_one();
 }
 
 /// Wait until every posted actor ended and the host runs with its repair
@@ -285,7 +292,11 @@ async fn settle(sim: &Sim, journal: &Journal, host: ProcessId, found: &mut Vec<F
             });
             return false;
         }
-        sim.sleep(POLL).await;
+        let progress = journal.progress.notified();
+        futures_util::pin_mut!(progress);
+        let recheck = sim.sleep(RECHECK);
+        futures_util::pin_mut!(recheck);
+        futures_util::future::select(progress, recheck).await;
     }
 }
 
@@ -299,61 +310,19 @@ fn observe(
     after_reconcile: bool,
     found: &mut Vec<Finding>,
 ) {
-    let files = sim.disk_files(host);
-    let lockfile = match files.get(LOCKFILE) {
-        None => LockfileView::Entries(Vec::new()),
-        Some(bytes) => match parse_lockfile(bytes) {
-            Ok(lockfile) => LockfileView::Entries(
-                lockfile
-                    .items
-                    .into_iter()
-                    .map(|i| LockfileEntry {
-                        name: i.name,
-                        version: i.version,
-                        files: i.files,
-                    })
-                    .collect(),
-            ),
-            Err(error) => LockfileView::Malformed { error },
-        },
-    };
-    let catalog = match files.get(CATALOG).map(|b| parse_catalog(b)) {
-        None => Vec::new(),
-        Some(Ok(catalog)) => catalog
-            .rows
-            .into_iter()
-            .map(|r| CatalogRow {
-                name: r.name,
-                version: r.version,
-                indexed: r.state == RowState::Installed,
-            })
-            .collect(),
-        Some(Err(error)) => {
-            found.push(Finding {
-                invariant: "D14".into(),
-                time: sim.now(),
-                ops: Vec::new(),
-                message: format!(
-                    "after iteration {iteration}: the catalog does not parse: {error}"
-                ),
-            });
-            Vec::new()
-        }
-    };
-    let prefix = format!("{TREE}/");
-    let tree = files
-        .keys()
-        .filter_map(|path| path.strip_prefix(&prefix))
-        .map(str::to_string)
-        .collect();
+    let (state, catalog_error) = read_back(&sim.disk_files(host));
+    if let Some(error) = catalog_error {
+        found.push(Finding {
+            invariant: "D14".into(),
+            time: sim.now(),
+            ops: Vec::new(),
+            message: format!("after iteration {iteration}: the catalog does not parse: {error}"),
+        });
+    }
     journal.events.record(EventKind::LifecycleObserved {
         iteration,
         after_reconcile,
-        state: Box::new(LifecycleState {
-            catalog,
-            lockfile,
-            files: tree,
-        }),
+        state: Box::new(state),
     });
 }
 
@@ -384,6 +353,7 @@ async fn run_host(ctx: ProcessCtx, journal: Arc<Journal>) {
         journal.ended(index, LifecycleOutcome::Crashed);
     }
     *lock_recovering(&journal.recovered) = incarnation;
+    journal.progress.notify_one();
     loop {
         let ready: Vec<(usize, Posted)> = {
             let mut posted = lock_recovering(&journal.posted);
@@ -415,7 +385,7 @@ async fn run_host(ctx: ProcessCtx, journal: Arc<Journal>) {
                 journal.ended(index, outcome_of(outcome));
             });
         }
-        clock::sleep(POLL).await;
+        journal.work_posted.notified().await;
     }
 }
 

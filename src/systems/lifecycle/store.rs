@@ -161,6 +161,60 @@ impl From<io::Error> for StoreError {
     }
 }
 
+/// The three parts as read back from a machine's files (path → bytes),
+/// in the models' terms; `Err` carries the catalog's parse error (the
+/// catalog is replaced atomically, so a correct system never tears it).
+pub fn read_back(
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> (durasim_models::LifecycleState, Option<String>) {
+    use durasim_models::{CatalogRow as Row, LifecycleState, LockfileEntry, LockfileView};
+    let lockfile = match files.get(LOCKFILE).map(|bytes| parse_lockfile(bytes)) {
+        None => LockfileView::Entries(Vec::new()),
+        Some(Ok(lockfile)) => LockfileView::Entries(
+            lockfile
+                .items
+                .into_iter()
+                .map(|i| LockfileEntry {
+                    name: i.name,
+                    version: i.version,
+                    files: i.files,
+                })
+                .collect(),
+        ),
+        Some(Err(error)) => LockfileView::Malformed { error },
+    };
+    let (catalog, catalog_error) = match files.get(CATALOG).map(|bytes| parse_catalog(bytes)) {
+        None => (Vec::new(), None),
+        Some(Ok(catalog)) => (
+            catalog
+                .rows
+                .into_iter()
+                .map(|r| Row {
+                    name: r.name,
+                    version: r.version,
+                    indexed: r.state == RowState::Installed,
+                })
+                .collect(),
+            None,
+        ),
+        Some(Err(error)) => (Vec::new(), Some(error)),
+    };
+    let prefix = format!("{TREE}/");
+    let files = files
+        .keys()
+        .filter_map(|path| path.strip_prefix(&prefix))
+        .map(str::to_string)
+        .collect();
+    (
+        LifecycleState {
+            catalog,
+            lockfile,
+            files,
+        },
+        catalog_error,
+    )
+}
+
 /// Parse lockfile bytes.
 pub fn parse_lockfile(bytes: &[u8]) -> Result<Lockfile, String> {
     serde_json::from_slice(bytes).map_err(|e| e.to_string())
@@ -178,7 +232,7 @@ fn parent(path: &str) -> &str {
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Plain structs of strings and integers always serialise.
-    serde_json::to_vec_pretty(value).unwrap_or_default()
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// One actor's handle on the store.
@@ -330,7 +384,9 @@ impl Store {
         for path in paths {
             let full = format!("{TREE}/{path}");
             let dir = parent(&full).to_string();
-            self.ensure_dir(&dir).await?;
+            if !dirs.contains(&dir) {
+                self.ensure_dir(&dir).await?;
+            }
             self.step()?;
             let file = self.disk.create(&full).await?;
             self.step()?;
