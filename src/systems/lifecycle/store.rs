@@ -307,10 +307,11 @@ impl Store {
     }
 
     async fn read_optional(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if !self.disk.exists(path).await? {
-            return Ok(None);
+        match self.disk.read(path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        Ok(Some(self.disk.read(path).await?))
     }
 
     /// Replace the lockfile (atomically unless the bug is on).
@@ -402,20 +403,20 @@ impl Store {
         Ok(())
     }
 
-    /// Create `dir` and its missing parents, each made durable.
+    /// Create `dir` and its missing parents, each made durable (one
+    /// lookup when it exists).
     async fn ensure_dir(&self, dir: &str) -> Result<(), StoreError> {
-        let mut prefix = String::new();
-        for part in dir.split('/') {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            if !self.disk.exists(&prefix).await? {
-                self.step()?;
-                self.disk.create_dir(&prefix).await?;
-                self.step()?;
-                self.disk.sync_dir(parent(&prefix)).await?;
-            }
+        let mut missing = Vec::new();
+        let mut at = dir;
+        while !at.is_empty() && !self.disk.exists(at).await? {
+            missing.push(at);
+            at = parent(at);
+        }
+        for dir in missing.into_iter().rev() {
+            self.step()?;
+            self.disk.create_dir(dir).await?;
+            self.step()?;
+            self.disk.sync_dir(parent(dir)).await?;
         }
         Ok(())
     }
@@ -426,10 +427,13 @@ impl Store {
         let mut dirs = std::collections::BTreeSet::new();
         for path in paths {
             let full = format!("{TREE}/{path}");
-            if self.disk.exists(&full).await? {
-                self.step()?;
-                self.disk.remove(&full).await?;
-                dirs.insert(parent(&full).to_string());
+            self.step()?;
+            match self.disk.remove(&full).await {
+                Ok(()) => {
+                    dirs.insert(parent(&full).to_string());
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
             }
         }
         for dir in dirs {
@@ -461,39 +465,31 @@ impl Store {
     /// paths, the tree itself included).
     async fn walk(&self) -> Result<(Vec<String>, Vec<String>), StoreError> {
         let mut files = Vec::new();
-        let mut dirs = Vec::new();
-        let mut pending = vec![String::new()];
-        while let Some(rel) = pending.pop() {
-            let dir = if rel.is_empty() {
-                TREE.to_string()
-            } else {
-                format!("{TREE}/{rel}")
-            };
-            for name in self.disk.read_dir(&dir).await? {
+        let mut dirs = vec![TREE.to_string()];
+        let mut pending = vec![(String::new(), self.disk.read_dir(TREE).await?)];
+        while let Some((rel, names)) = pending.pop() {
+            for name in names {
                 let child = if rel.is_empty() {
                     name
                 } else {
                     format!("{rel}/{name}")
                 };
-                if self.is_dir(&format!("{TREE}/{child}")).await? {
-                    pending.push(child);
-                } else {
-                    files.push(child);
+                let full = format!("{TREE}/{child}");
+                // Listing a file fails: one lookup tells both apart and
+                // lists the directories.
+                match self.disk.read_dir(&full).await {
+                    Ok(names) => {
+                        dirs.push(full);
+                        pending.push((child, names));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotADirectory => files.push(child),
+                    Err(e) => return Err(e.into()),
                 }
             }
-            dirs.push(dir);
         }
         files.sort();
         dirs.sort();
         Ok((files, dirs))
-    }
-
-    async fn is_dir(&self, path: &str) -> Result<bool, StoreError> {
-        match self.disk.read_dir(path).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotADirectory => Ok(false),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// The bytes of tree-relative `path`, if it exists.
