@@ -271,3 +271,93 @@ proptest! {
         prop_assert_eq!(ids(&history), vec![InvariantId::D14]);
     }
 }
+
+fn arbitrary_lifecycle_event() -> impl Strategy<Value = EventKind> {
+    let name = prop_oneof![
+        Just("A".to_string()),
+        Just("B".to_string()),
+        Just(String::new())
+    ];
+    let op = prop_oneof![
+        name.clone().prop_map(|item| LifecycleOp::Install { item }),
+        name.clone().prop_map(|item| LifecycleOp::Remove { item }),
+        Just(LifecycleOp::UpdateAll),
+        Just(LifecycleOp::Reconcile),
+    ];
+    let outcome = prop_oneof![
+        Just(LifecycleOutcome::Done),
+        Just(LifecycleOutcome::PartiallyApplied),
+        Just(LifecycleOutcome::Crashed),
+        Just(LifecycleOutcome::LockBudgetExhausted),
+        Just(LifecycleOutcome::StorageBusy),
+        (name.clone(), name.clone())
+            .prop_map(|(item, with)| LifecycleOutcome::Collision { item, with }),
+    ];
+    let row =
+        (name.clone(), 0_u32..3, any::<bool>()).prop_map(|(name, version, indexed)| CatalogRow {
+            name,
+            version,
+            indexed,
+        });
+    let entry = (
+        name.clone(),
+        0_u32..3,
+        prop::collection::vec("[a-z/]{0,6}", 0..3),
+    )
+        .prop_map(|(name, version, files)| LockfileEntry {
+            name,
+            version,
+            files,
+        });
+    let lockfile = prop_oneof![
+        prop::collection::vec(entry, 0..4).prop_map(LockfileView::Entries),
+        Just(LockfileView::Malformed {
+            error: "EOF".into()
+        }),
+    ];
+    let state = (
+        prop::collection::vec(row, 0..4),
+        lockfile,
+        prop::collection::vec("[a-z/]{0,6}", 0..4),
+    )
+        .prop_map(|(catalog, lockfile, files)| LifecycleState {
+            catalog,
+            lockfile,
+            files,
+        });
+    prop_oneof![
+        (0_u32..4, 0_u32..3, op, outcome).prop_map(|(iteration, actor, op, outcome)| {
+            EventKind::LifecycleActorEnded {
+                iteration,
+                actor,
+                op,
+                outcome,
+            }
+        }),
+        (0_u32..4, any::<bool>(), state).prop_map(|(iteration, after_reconcile, state)| {
+            EventKind::LifecycleObserved {
+                iteration,
+                after_reconcile,
+                state: Box::new(state),
+            }
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Arbitrary (mostly malformed) lifecycle records: the checker reports,
+    /// never panics, and reports nothing but D14.
+    #[test]
+    fn arbitrary_lifecycle_records_never_panic_the_checker(
+        events in prop::collection::vec((0_u64..5, arbitrary_lifecycle_event()), 0..12)
+    ) {
+        let mut history = History::new();
+        for (time, kind) in events {
+            history.push(time, kind);
+        }
+        let violations = check(&history);
+        prop_assert!(violations.iter().all(|v| v.invariant == InvariantId::D14));
+    }
+}
