@@ -41,3 +41,11 @@ fn queued_writer_holds_under_chaos() {
         .profile(Profile::Chaos)
         .run();
 }
+
+#[test]
+fn lifecycle_holds_under_chaos() {
+    check("lifecycle")
+        .seeds(0..200)
+        .profile(Profile::Chaos)
+        .run();
+}

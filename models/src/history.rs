@@ -25,6 +25,9 @@
 //! - **Repair workers** (spec 03): [`EventKind::Repair`] per lifecycle
 //!   event, and [`EventKind::RepairSettled`] per commit at quiescence.
 //! - **Queued writers** (spec 04): the `Queue*` events.
+//! - **Lifecycle actors** (spec 06): [`EventKind::LifecycleActorEnded`]
+//!   per actor outcome and [`EventKind::LifecycleObserved`] with the
+//!   durable state read back at each iteration's end and after reconcile.
 //! - **The harness**: [`EventKind::Phase`] markers (fault phase, heal phase
 //!   with its liveness bound, quiescence, final crash).
 //!
@@ -319,6 +322,30 @@ pub enum EventKind {
         /// The dropped item.
         item: ItemId,
     },
+
+    // ----- spec 06: lifecycle operations over shared durable state -----
+    /// A lifecycle actor's operation ended (its caller learnt this outcome)
+    /// within iteration `iteration`.
+    LifecycleActorEnded {
+        /// The iteration (0, 1, 2, …; the reconcile pass has its own).
+        iteration: u32,
+        /// The actor (unique within its iteration).
+        actor: u32,
+        /// What it ran.
+        op: LifecycleOp,
+        /// How it ended.
+        outcome: LifecycleOutcome,
+    },
+    /// The durable state as read back at the end of an iteration, or after
+    /// the final reconcile (`after_reconcile`: nothing is tolerated).
+    LifecycleObserved {
+        /// The iteration it closes (the reconcile pass: after the last).
+        iteration: u32,
+        /// Whether this is the state after the final reconcile.
+        after_reconcile: bool,
+        /// What was read back (boxed: observations are few and large).
+        state: Box<LifecycleState>,
+    },
 }
 
 /// What a finished recovery exposes.
@@ -609,4 +636,105 @@ pub enum OverflowPolicy {
     DropOldest,
     /// The enqueue returns an error at once.
     Fail,
+}
+
+/// A lifecycle actor's operation (spec 06).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LifecycleOp {
+    /// Install (or re-install at the latest version) one item.
+    Install {
+        /// The item's name.
+        item: String,
+    },
+    /// Remove one item.
+    Remove {
+        /// The item's name.
+        item: String,
+    },
+    /// Update every installed item to its latest version, repairing what
+    /// crashes left behind.
+    UpdateAll,
+    /// The final sequential reconcile pass (an update-all).
+    Reconcile,
+}
+
+/// How a lifecycle actor's operation ended (spec 06).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LifecycleOutcome {
+    /// It did what it was asked (a remove of an absent item included).
+    Done,
+    /// The documented transient: files and lockfile were written, the
+    /// catalog write failed with storage busy and was rolled back.
+    PartiallyApplied,
+    /// The actor crashed mid-operation and was restarted (its restart ran
+    /// recovery; the operation itself was not retried).
+    Crashed,
+    /// A cross-item collision: `item` declares something `with` owns.
+    Collision {
+        /// The item being installed.
+        item: String,
+        /// The installed item it collides with.
+        with: String,
+    },
+    /// The lock on the lockfile could not be taken within the retry budget.
+    LockBudgetExhausted,
+    /// A storage-busy failure surfaced as an error.
+    StorageBusy,
+    /// Any other error, as the caller saw it.
+    Failed {
+        /// The error.
+        error: String,
+    },
+}
+
+/// The durable lifecycle state read back from disk (spec 06).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleState {
+    /// The catalog's rows.
+    pub catalog: Vec<CatalogRow>,
+    /// The lockfile: its entries, or why it did not parse.
+    pub lockfile: LockfileView,
+    /// Every file under the item tree (paths; directories not listed).
+    pub files: Vec<String>,
+}
+
+/// One catalog row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CatalogRow {
+    /// The item's name.
+    pub name: String,
+    /// The installed version.
+    pub version: u32,
+    /// Whether the row is indexed (counts as installed); invariant 1 is
+    /// about indexed rows.
+    pub indexed: bool,
+}
+
+/// The lockfile as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockfileView {
+    /// Well-formed (an absent lockfile reads as no entries).
+    Entries(Vec<LockfileEntry>),
+    /// Not well-formed JSON of the lockfile's shape.
+    Malformed {
+        /// The parser's complaint.
+        error: String,
+    },
+}
+
+impl Default for LockfileView {
+    fn default() -> Self {
+        LockfileView::Entries(Vec::new())
+    }
+}
+
+/// One lockfile entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LockfileEntry {
+    /// The item's name.
+    pub name: String,
+    /// Its version.
+    pub version: u32,
+    /// Its files (paths under the item tree).
+    pub files: Vec<String>,
 }

@@ -4,6 +4,7 @@ mod backoff;
 mod channel;
 mod commit_service;
 mod history_check;
+mod lifecycle;
 mod queued_writer;
 mod repair;
 mod repair_history;
@@ -14,6 +15,7 @@ use crate::harness::{HarnessError, KnownBug, Registry, Scenario};
 
 pub use channel::ChannelScenario;
 pub use commit_service::CommitService;
+pub use lifecycle::{drive as drive_lifecycle, LifecycleRun, LifecycleScenario};
 pub use repair::RepairScenario;
 pub use toy::ToyLog;
 
@@ -25,7 +27,8 @@ pub fn registry() -> Registry {
         .with_scenario(&ChannelScenario)
         .with_scenario(&backoff::BackoffScenario)
         .with_scenario(&RepairScenario)
-        .with_scenario(&queued_writer::QueuedWriterScenario);
+        .with_scenario(&queued_writer::QueuedWriterScenario)
+        .with_scenario(&LifecycleScenario);
     for bug in BUGS {
         registry = registry.with_bug(*bug);
     }
@@ -105,5 +108,17 @@ pub const BUGS: &[KnownBug] = &[
         scenario: "queued-writer",
         spec: "04",
         summary: "coalescing merges consecutive messages of different streams into one call; they land on the wrong stream (D3)",
+    },
+    KnownBug {
+        name: lifecycle::NON_ATOMIC_LOCKFILE_REPLACE,
+        scenario: "lifecycle",
+        spec: "06",
+        summary: "the lockfile is truncated and rewritten in place; a crash or power loss mid-write leaves malformed JSON (D14)",
+    },
+    KnownBug {
+        name: lifecycle::INSTALL_ORPHAN_FILES,
+        scenario: "lifecycle",
+        spec: "06",
+        summary: "a crashed or failed install's files stay behind unreferenced and reconcile does not delete them (D14)",
     },
 ];

@@ -9,12 +9,15 @@
 //! - [`repair`]: spec 03's asynchronous repair workers.
 //! - [`queued_writer`]: spec 04's queued (write-behind) writer and its
 //!   coordinator.
+//! - [`lifecycle`]: spec 06's concurrent install/remove/update-all actors
+//!   over a catalog, a lockfile and a file tree.
 //! - [`record`]: the event recorder every system writes its history into.
 
 pub mod backoff;
 pub mod channel;
 pub mod committed_write;
 pub mod group_commit;
+pub mod lifecycle;
 pub mod queued_writer;
 pub mod record;
 pub mod repair;

@@ -18,18 +18,21 @@
 //! - batch phase records → D5;
 //! - channel and queue records → D12;
 //! - repair records → D9;
-//! - recovered logs → D3/D4 (see `recovered_log`).
+//! - recovered logs → D3/D4 (see `recovered_log`);
+//! - lifecycle records → D14.
 //!
-//! # Extension points (D13, D14)
-//! Their ids exist; their checkers come with their systems. Adding one
-//! means: its events in [`crate::EventKind`], a `check/<name>.rs` with a
-//! struct exposing `on_*` methods and a `finish`, and one arm per event in
-//! `Driver::observe`. Until then `check_invariant(h, D13)` is empty.
+//! # Extension points (D13)
+//! Its id exists; its checker comes with its system. Adding one means:
+//! its events in [`crate::EventKind`], a `check/<name>.rs` with a struct
+//! exposing `on_*` methods and a `finish`, and one arm per event in
+//! `Driver::observe` (D14, `lifecycle_consistent`, was added that way).
+//! Until then `check_invariant(h, D13)` is empty.
 
 mod batch_phases;
 mod channels;
 mod declared;
 mod first_committer_wins;
+mod lifecycle_consistent;
 mod liveness;
 mod op_lifecycle;
 mod queues;
@@ -108,6 +111,7 @@ struct Driver<'h> {
     channels: channels::Channels,
     queues: queues::Queues,
     repairs: repair_settles::RepairSettles,
+    lifecycle: lifecycle_consistent::LifecycleConsistent,
 }
 
 impl<'h> Driver<'h> {
@@ -125,6 +129,7 @@ impl<'h> Driver<'h> {
             channels: channels::Channels::default(),
             queues: queues::Queues::default(),
             repairs: repair_settles::RepairSettles::default(),
+            lifecycle: lifecycle_consistent::LifecycleConsistent::default(),
         }
     }
 
@@ -279,6 +284,21 @@ impl<'h> Driver<'h> {
             EventKind::QueueDropReported { queue, item } => {
                 self.queues.on_drop_reported(time, *queue, *item, report)
             }
+            EventKind::LifecycleActorEnded {
+                iteration,
+                actor,
+                op,
+                outcome,
+            } => self
+                .lifecycle
+                .on_actor_ended(time, *iteration, *actor, op, outcome, report),
+            EventKind::LifecycleObserved {
+                iteration,
+                after_reconcile,
+                state,
+            } => self
+                .lifecycle
+                .on_observed(time, *iteration, *after_reconcile, state, report),
         }
     }
 
@@ -313,6 +333,7 @@ impl<'h> Driver<'h> {
         self.reads.finish(report);
         self.queues.finish(self.phases.end, report);
         self.repairs.finish(&self.phases, report);
+        self.lifecycle.finish(report);
         self.report.violations
     }
 }

@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod channel;
 pub mod durable_log;
+pub mod lifecycle;
 pub mod page_store;
 pub mod queue;
 pub mod repair;
