@@ -9,6 +9,8 @@
 //! - [`repair`]: spec 03's asynchronous repair workers.
 //! - [`queued_writer`]: spec 04's queued (write-behind) writer and its
 //!   coordinator.
+//! - [`snapshot_persistence`]: spec 05's reliability manager with snapshot
+//!   persistence and a pending-write retry queue.
 //! - [`record`]: the event recorder every system writes its history into.
 
 pub mod backoff;
@@ -18,5 +20,6 @@ pub mod group_commit;
 pub mod queued_writer;
 pub mod record;
 pub mod repair;
+pub mod snapshot_persistence;
 pub mod wal;
 pub mod wal_format;

@@ -18,13 +18,15 @@
 //! - batch phase records → D5;
 //! - channel and queue records → D12;
 //! - repair records → D9;
+//! - snapshot persistence records (spec 05) → D13;
 //! - recovered logs → D3/D4 (see `recovered_log`).
 //!
 //! # Extension points (D13, D14)
 //! Their ids exist; their checkers come with their systems. Adding one
 //! means: its events in [`crate::EventKind`], a `check/<name>.rs` with a
 //! struct exposing `on_*` methods and a `finish`, and one arm per event in
-//! `Driver::observe`. Until then `check_invariant(h, D13)` is empty.
+//! `Driver::observe`. D13 is `snapshot_restart`; until D14's checker
+//! lands, `check_invariant(h, D14)` is empty.
 
 mod batch_phases;
 mod channels;
@@ -37,6 +39,7 @@ mod recovered_log;
 mod recovered_state;
 mod repair_settles;
 mod retry_bounded;
+mod snapshot_restart;
 
 use crate::history::{Call, EventKind, History, OpId, Phase, SimTime};
 use crate::violation::{InvariantId, Violation};
@@ -107,6 +110,7 @@ struct Driver<'h> {
     channels: channels::Channels,
     queues: queues::Queues,
     repairs: repair_settles::RepairSettles,
+    snapshots: snapshot_restart::SnapshotRestart,
 }
 
 impl<'h> Driver<'h> {
@@ -124,6 +128,7 @@ impl<'h> Driver<'h> {
             channels: channels::Channels::default(),
             queues: queues::Queues::default(),
             repairs: repair_settles::RepairSettles::default(),
+            snapshots: snapshot_restart::SnapshotRestart::default(),
         }
     }
 
@@ -277,6 +282,37 @@ impl<'h> Driver<'h> {
             }
             EventKind::QueueDropReported { queue, item } => {
                 self.queues.on_drop_reported(time, *queue, *item, report)
+            }
+            // ----- Snapshot persistence (spec 05) -----
+            EventKind::SnapInvoked { op, kind, channel } => self
+                .snapshots
+                .on_invoked(time, *op, *kind, *channel, report),
+            EventKind::SnapSaveIssued { op, channel, point } => self
+                .snapshots
+                .on_save_issued(time, *op, *channel, point, report),
+            EventKind::SnapFlushIssued { op, channel, delta } => self
+                .snapshots
+                .on_flush_issued(time, *op, *channel, delta, report),
+            EventKind::SnapDropIssued { op, channel } => {
+                self.snapshots.on_drop_issued(time, *op, *channel, report)
+            }
+            EventKind::SnapCallReturned {
+                op,
+                channel,
+                call,
+                ok,
+            } => self
+                .snapshots
+                .on_call_returned(time, *op, *channel, *call, *ok, report),
+            EventKind::SnapLoaded {
+                op,
+                channel,
+                loaded,
+            } => self
+                .snapshots
+                .on_loaded(time, *op, *channel, loaded.as_deref(), report),
+            EventKind::SnapReturned { op, result } => {
+                self.snapshots.on_returned(time, *op, *result, report)
             }
         }
     }

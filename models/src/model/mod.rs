@@ -7,3 +7,4 @@ pub mod durable_log;
 pub mod page_store;
 pub mod queue;
 pub mod repair;
+pub mod snapshot;
