@@ -340,12 +340,17 @@ impl SnapshotRestart {
             }
             let durable = self.store.channel(*channel).history.certain;
             if durable != point.state.history {
+                let how = if point.flush == Flush::Succeeded {
+                    "ended with a successful history flush"
+                } else {
+                    "ended without a history flush"
+                };
                 add(
                     report,
                     time,
                     op,
                     format!(
-                        "operation {op}'s save point on channel {channel} completed, yet the durable delivered history is {} while memory holds {}: a history delta was lost",
+                        "operation {op}'s save point on channel {channel} {how}, yet the durable delivered history is {} while memory holds {}: a history delta was lost",
                         list(&durable),
                         list(&point.state.history),
                     ),
