@@ -41,3 +41,11 @@ fn queued_writer_holds_under_chaos() {
         .profile(Profile::Chaos)
         .run();
 }
+
+#[test]
+fn snapshot_persistence_holds_under_swarm() {
+    check("snapshot-persistence")
+        .seeds(0..200)
+        .profile(Profile::Swarm)
+        .run();
+}
