@@ -49,3 +49,11 @@ fn lifecycle_holds_under_chaos() {
         .profile(Profile::Chaos)
         .run();
 }
+
+#[test]
+fn snapshot_persistence_holds_under_swarm() {
+    check("snapshot-persistence")
+        .seeds(0..200)
+        .profile(Profile::Swarm)
+        .run();
+}

@@ -28,6 +28,9 @@
 //! - **Lifecycle actors** (spec 06): [`EventKind::LifecycleActorEnded`]
 //!   per actor outcome and [`EventKind::LifecycleObserved`] with the
 //!   durable state read back at each iteration's end and after reconcile.
+//! - **Snapshot persistence** (spec 05): the `Snap*` events: each public
+//!   operation (`SnapInvoked` … `SnapReturned`) and, in between, every
+//!   persistence call it issued and how it returned.
 //! - **The harness**: [`EventKind::Phase`] markers (fault phase, heal phase
 //!   with its liveness bound, quiescence, final crash).
 //!
@@ -72,6 +75,10 @@ pub type PermitSeq = u64;
 pub type QueueId = u32;
 /// An item travelling through a queue.
 pub type ItemId = u64;
+/// A reliability channel (spec 05).
+pub type SnapChannelId = u32;
+/// A protocol message's id within its channel (spec 05).
+pub type SnapMsgId = u64;
 
 /// Everything one run recorded, in recorded order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -345,6 +352,70 @@ pub enum EventKind {
         after_reconcile: bool,
         /// What was read back (boxed: observations are few and large).
         state: Box<LifecycleState>,
+    },
+
+    // ----- Snapshot persistence (spec 05) -----------------------------------
+    /// A public operation of the reliability manager started.
+    SnapInvoked {
+        /// The operation (unique in the history).
+        op: OpId,
+        /// What it is.
+        kind: SnapOpKind,
+        /// The channel it targets (`None`: every channel).
+        channel: Option<SnapChannelId>,
+    },
+    /// A save point began: `save_channel_meta` was called with the
+    /// in-memory meta, and `history` is the in-memory delivered history.
+    SnapSaveIssued {
+        /// The operation.
+        op: OpId,
+        /// The channel.
+        channel: SnapChannelId,
+        /// What the save point holds.
+        point: Box<SnapChannelState>,
+    },
+    /// `update_history` was called with one combined delta.
+    SnapFlushIssued {
+        /// The operation.
+        op: OpId,
+        /// The channel.
+        channel: SnapChannelId,
+        /// The delta: ids appended and evicted.
+        delta: Box<SnapDelta>,
+    },
+    /// `drop_channel` was called.
+    SnapDropIssued {
+        /// The operation.
+        op: OpId,
+        /// The channel.
+        channel: SnapChannelId,
+    },
+    /// A persistence call of `op` on `channel` returned.
+    SnapCallReturned {
+        /// The operation.
+        op: OpId,
+        /// The channel.
+        channel: SnapChannelId,
+        /// Which call.
+        call: SnapCall,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// `load_channel` returned what the disk holds (`None`: it failed).
+    SnapLoaded {
+        /// The operation (a bootstrap).
+        op: OpId,
+        /// The channel.
+        channel: SnapChannelId,
+        /// The loaded state (meta `None` and empty history: no channel).
+        loaded: Option<Box<SnapChannelState>>,
+    },
+    /// The operation returned to its caller.
+    SnapReturned {
+        /// The operation.
+        op: OpId,
+        /// What the caller saw.
+        result: SnapResult,
     },
 }
 
@@ -737,4 +808,101 @@ pub struct LockfileEntry {
     pub version: u32,
     /// Its files (paths under the item tree).
     pub files: Vec<String>,
+}
+
+// ----- Snapshot persistence (spec 05) ---------------------------------------
+
+/// A public operation of spec 05's reliability manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SnapOpKind {
+    /// Send a message (foreground).
+    Send,
+    /// Receive a message, duplicates included (foreground).
+    Receive,
+    /// Acknowledge an outgoing message (foreground).
+    Ack,
+    /// Mark a buffered message's dependencies met (foreground).
+    MarkDepsMet,
+    /// A background sweep (foreground: non-fatal).
+    Sweep,
+    /// Remove a channel (durability intent).
+    Remove,
+    /// Reset every channel (durability intent).
+    Reset,
+    /// Load every channel at start-up (durability intent).
+    Bootstrap,
+}
+
+impl SnapOpKind {
+    /// Whether the caller asked for a disk fact: a persistence failure
+    /// must reach it. Otherwise the operation is foreground: persistence
+    /// failures are logged and never surface.
+    pub fn is_durability_intent(self) -> bool {
+        matches!(
+            self,
+            SnapOpKind::Remove | SnapOpKind::Reset | SnapOpKind::Bootstrap
+        )
+    }
+}
+
+/// One of the persistence interface's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SnapCall {
+    /// `save_channel_meta`.
+    SaveMeta,
+    /// `update_history`.
+    UpdateHistory,
+    /// `load_channel`.
+    Load,
+    /// `drop_channel`.
+    Drop,
+    /// `set_retrieval_hint`.
+    SetHint,
+}
+
+/// What a spec 05 operation returned to its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapResult {
+    /// Success.
+    Ok,
+    /// A persistence error.
+    PersistenceError,
+    /// A protocol error unrelated to storage (unknown message, …).
+    Rejected,
+}
+
+/// A channel's protocol state except its delivered history: what one
+/// `save_channel_meta` snapshot holds. Lists are sorted by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapMeta {
+    /// The Lamport clock.
+    pub lamport: u64,
+    /// Unacknowledged outgoing messages: (id, resend count).
+    pub outgoing: Vec<(SnapMsgId, u32)>,
+    /// Messages waiting on dependencies: (id, missing ids, sorted).
+    pub incoming: Vec<(SnapMsgId, Vec<SnapMsgId>)>,
+    /// Outgoing repairs: (id, absolute due time in ms).
+    pub repair_out: Vec<(SnapMsgId, u64)>,
+    /// Incoming repair requests: (id, absolute due time in ms).
+    pub repair_in: Vec<(SnapMsgId, u64)>,
+}
+
+/// A channel's whole protocol state, as a save point holds it in memory or
+/// a load finds it on disk. No meta and an empty history: no channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapChannelState {
+    /// The meta snapshot (`None`: never saved, or dropped).
+    pub meta: Option<SnapMeta>,
+    /// The delivered history, oldest first.
+    pub history: Vec<SnapMsgId>,
+}
+
+/// One combined history delta (`update_history`). Applied as: remove every
+/// evicted id, then move each appended id, in order, to the end.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapDelta {
+    /// Ids appended, oldest append first.
+    pub appends: Vec<SnapMsgId>,
+    /// Ids evicted.
+    pub evicts: Vec<SnapMsgId>,
 }

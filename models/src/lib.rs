@@ -23,6 +23,7 @@ pub mod history;
 mod id_map;
 pub mod model;
 pub mod reference;
+pub mod snapshot_reference;
 pub mod violation;
 mod window_map;
 

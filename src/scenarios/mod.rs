@@ -9,6 +9,7 @@ mod queued_writer;
 mod repair;
 mod repair_history;
 mod rmw_client;
+mod snapshot_persistence;
 mod toy;
 
 use crate::harness::{HarnessError, KnownBug, Registry, Scenario};
@@ -28,7 +29,8 @@ pub fn registry() -> Registry {
         .with_scenario(&backoff::BackoffScenario)
         .with_scenario(&RepairScenario)
         .with_scenario(&queued_writer::QueuedWriterScenario)
-        .with_scenario(&LifecycleScenario);
+        .with_scenario(&LifecycleScenario)
+        .with_scenario(&snapshot_persistence::SnapshotScenario);
     for bug in BUGS {
         registry = registry.with_bug(*bug);
     }
@@ -120,5 +122,29 @@ pub const BUGS: &[KnownBug] = &[
         scenario: "lifecycle",
         spec: "06",
         summary: "a crashed or failed install's files stay behind unreferenced and reconcile does not delete them (D14)",
+    },
+    KnownBug {
+        name: snapshot_persistence::EVICT_WINS_MERGE,
+        scenario: "snapshot-persistence",
+        spec: "05",
+        summary: "the pending-write queue merges evict-wins: a message evicted during an outage and re-delivered never reaches the disk (D13)",
+    },
+    KnownBug {
+        name: snapshot_persistence::FAILED_FLUSH_DROPS_DELTA,
+        scenario: "snapshot-persistence",
+        spec: "05",
+        summary: "a failed history flush clears the pending queue; its delta is never retried and the disk's history diverges (D13)",
+    },
+    KnownBug {
+        name: snapshot_persistence::FOREGROUND_SURFACES_ERROR,
+        scenario: "snapshot-persistence",
+        spec: "05",
+        summary: "foreground ops return a failed snapshot save as an error although memory (and the next snapshot) keeps the change (D13)",
+    },
+    KnownBug {
+        name: snapshot_persistence::DURABILITY_INTENT_SWALLOWS,
+        scenario: "snapshot-persistence",
+        spec: "05",
+        summary: "bootstrap, remove and reset return Ok when storage fails; the caller is told a disk fact that is not true (D13)",
     },
 ];

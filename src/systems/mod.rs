@@ -11,6 +11,8 @@
 //!   coordinator.
 //! - [`lifecycle`]: spec 06's concurrent install/remove/update-all actors
 //!   over a catalog, a lockfile and a file tree.
+//! - [`snapshot_persistence`]: spec 05's reliability manager with snapshot
+//!   persistence and a pending-write retry queue.
 //! - [`record`]: the event recorder every system writes its history into.
 
 pub mod backoff;
@@ -21,5 +23,6 @@ pub mod lifecycle;
 pub mod queued_writer;
 pub mod record;
 pub mod repair;
+pub mod snapshot_persistence;
 pub mod wal;
 pub mod wal_format;

@@ -19,14 +19,14 @@
 //! - channel and queue records → D12;
 //! - repair records → D9;
 //! - recovered logs → D3/D4 (see `recovered_log`);
-//! - lifecycle records → D14.
+//! - snapshot persistence records (spec 05) → D13;
+//! - lifecycle records (spec 06) → D14.
 //!
-//! # Extension points (D13)
-//! Its id exists; its checker comes with its system. Adding one means:
-//! its events in [`crate::EventKind`], a `check/<name>.rs` with a struct
+//! # Adding an invariant
+//! Its events in [`crate::EventKind`], a `check/<name>.rs` with a struct
 //! exposing `on_*` methods and a `finish`, and one arm per event in
-//! `Driver::observe` (D14, `lifecycle_consistent`, was added that way).
-//! Until then `check_invariant(h, D13)` is empty.
+//! `Driver::observe`: D13 (`snapshot_restart`) and D14
+//! (`lifecycle_consistent`) were added that way.
 
 mod batch_phases;
 mod channels;
@@ -41,6 +41,7 @@ mod recovered_log;
 mod recovered_state;
 mod repair_settles;
 mod retry_bounded;
+mod snapshot_restart;
 
 use crate::history::{Call, EventKind, History, OpId, Phase, SimTime};
 use crate::violation::{InvariantId, Violation};
@@ -112,6 +113,7 @@ struct Driver<'h> {
     queues: queues::Queues,
     repairs: repair_settles::RepairSettles,
     lifecycle: lifecycle_consistent::LifecycleConsistent,
+    snapshots: snapshot_restart::SnapshotRestart,
 }
 
 impl<'h> Driver<'h> {
@@ -130,6 +132,7 @@ impl<'h> Driver<'h> {
             queues: queues::Queues::default(),
             repairs: repair_settles::RepairSettles::default(),
             lifecycle: lifecycle_consistent::LifecycleConsistent::default(),
+            snapshots: snapshot_restart::SnapshotRestart::default(),
         }
     }
 
@@ -299,6 +302,37 @@ impl<'h> Driver<'h> {
             } => self
                 .lifecycle
                 .on_observed(time, *iteration, *after_reconcile, state, report),
+            // ----- Snapshot persistence (spec 05) -----
+            EventKind::SnapInvoked { op, kind, channel } => self
+                .snapshots
+                .on_invoked(time, *op, *kind, *channel, report),
+            EventKind::SnapSaveIssued { op, channel, point } => self
+                .snapshots
+                .on_save_issued(time, *op, *channel, point, report),
+            EventKind::SnapFlushIssued { op, channel, delta } => self
+                .snapshots
+                .on_flush_issued(time, *op, *channel, delta, report),
+            EventKind::SnapDropIssued { op, channel } => {
+                self.snapshots.on_drop_issued(time, *op, *channel, report)
+            }
+            EventKind::SnapCallReturned {
+                op,
+                channel,
+                call,
+                ok,
+            } => self
+                .snapshots
+                .on_call_returned(time, *op, *channel, *call, *ok, report),
+            EventKind::SnapLoaded {
+                op,
+                channel,
+                loaded,
+            } => self
+                .snapshots
+                .on_loaded(time, *op, *channel, loaded.as_deref(), report),
+            EventKind::SnapReturned { op, result } => {
+                self.snapshots.on_returned(time, *op, *result, report)
+            }
         }
     }
 

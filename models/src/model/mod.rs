@@ -8,3 +8,4 @@ pub mod lifecycle;
 pub mod page_store;
 pub mod queue;
 pub mod repair;
+pub mod snapshot;
