@@ -22,9 +22,16 @@ pub fn bench(
         None => registry.all().to_vec(),
     };
     let cores = crate::default_jobs();
+    // Columns as wide as the longest name, so user scenarios line up too.
+    let name_width = targets
+        .iter()
+        .map(|s| s.name().len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     println!("durasim bench: {seeds} seeds per row, profile chaos, default sizes, {cores} core(s)");
     println!(
-        "{:<18} {:>7} {:>10} {:>12} {:>14} {:>12} {:>8}",
+        "{:<name_width$} {:>7} {:>10} {:>12} {:>14} {:>12} {:>8}",
         "scenario", "threads", "seeds/s", "seeds/s/core", "sim s/wall s", "events/s", "ops/seed"
     );
     for scenario in targets {
@@ -48,7 +55,7 @@ pub fn bench(
                 single = rate;
             }
             println!(
-                "{:<18} {:>7} {:>10.0} {:>12.0} {:>14.0} {:>12.0} {:>8.0}{}",
+                "{:<name_width$} {:>7} {:>10.0} {:>12.0} {:>14.0} {:>12.0} {:>8.0}{}",
                 scenario.name(),
                 jobs,
                 rate,
@@ -68,9 +75,16 @@ pub fn bench(
         }
     }
     if shrink_bugs {
+        let bug_width = registry
+            .bugs()
+            .iter()
+            .map(|b| b.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(3);
         println!();
         println!(
-            "{:<34} {:>12} {:>8} {:>8} {:>10}",
+            "{:<bug_width$} {:>12} {:>8} {:>8} {:>10}",
             "bug", "first seed", "faults", "shrunk", "shrink s"
         );
         for bug in registry.bugs() {
@@ -85,7 +99,7 @@ pub fn bench(
                 (!result.verdict.passed()).then_some((spec, result))
             });
             let Some((spec, result)) = found else {
-                println!("{:<34} {:>12}", bug.name, "not found");
+                println!("{:<bug_width$} {:>12}", bug.name, "not found");
                 continue;
             };
             // Wall-clock timing of shrinking, outside every run.
@@ -95,11 +109,11 @@ pub fn bench(
             let secs = started.elapsed().as_secs_f64();
             match shrunk {
                 Some(s) => println!(
-                    "{:<34} {:>12} {:>8} {:>8} {:>10.2}",
+                    "{:<bug_width$} {:>12} {:>8} {:>8} {:>10.2}",
                     bug.name, spec.seed, s.faults_before, s.faults_after, secs
                 ),
                 None => println!(
-                    "{:<34} {:>12} {:>8} {:>8}",
+                    "{:<bug_width$} {:>12} {:>8} {:>8}",
                     bug.name, spec.seed, "?", "nondet."
                 ),
             }
