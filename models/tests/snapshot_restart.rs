@@ -5,6 +5,9 @@
 //! (`durasim_models::snapshot_reference`): all accepted, and a flush that
 //! loses an append always rejected.
 
+mod common;
+
+use common::{assert_only, ids, render};
 use durasim_models::snapshot_reference::generate;
 use durasim_models::*;
 use proptest::prelude::*;
@@ -107,31 +110,9 @@ impl Snap {
     }
 }
 
-fn render(history: &History) -> String {
-    let lines: Vec<String> = check(history).iter().map(ToString::to_string).collect();
-    lines.join("\n")
-}
-
-fn ids(history: &History) -> Vec<InvariantId> {
-    check(history).into_iter().map(|v| v.invariant).collect()
-}
-
 /// The fixed history passes; the broken one reports only D13.
 fn assert_only_d13(history: impl Fn(bool) -> History) -> History {
-    assert_eq!(
-        check(&history(false)),
-        vec![],
-        "the fixed history must pass"
-    );
-    let broken = history(true);
-    let reported = ids(&broken);
-    assert!(!reported.is_empty(), "the broken history must be rejected");
-    assert!(
-        reported.iter().all(|id| *id == InvariantId::D13),
-        "only D13 expected, got:\n{}",
-        render(&broken)
-    );
-    broken
+    assert_only(InvariantId::D13, history)
 }
 
 #[test]

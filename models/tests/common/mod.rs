@@ -241,3 +241,23 @@ pub fn render(history: &History) -> String {
     let lines: Vec<String> = check(history).iter().map(ToString::to_string).collect();
     lines.join("\n")
 }
+
+/// The fixed history (`history(false)`) passes; the broken one
+/// (`history(true)`) is rejected, and only with `invariant`. Returns the
+/// broken history (for a snapshot of its report).
+pub fn assert_only(invariant: InvariantId, history: impl Fn(bool) -> History) -> History {
+    assert_eq!(
+        check(&history(false)),
+        vec![],
+        "the fixed history must pass"
+    );
+    let broken = history(true);
+    let reported = ids(&broken);
+    assert!(!reported.is_empty(), "the broken history must be rejected");
+    assert!(
+        reported.iter().all(|id| *id == invariant),
+        "only {invariant:?} expected, got:\n{}",
+        render(&broken)
+    );
+    broken
+}

@@ -305,12 +305,7 @@ impl<S: Persistence> ReliabilityManager<S> {
     /// channel stays in memory (the caller may retry).
     pub async fn remove_channel(&mut self, channel: ChannelId) -> Result<(), OpError> {
         let op = self.begin(SnapOpKind::Remove, Some(channel));
-        if let Err(error) = self.drop_one(op, channel).await {
-            if !self.config.bugs.durability_intent_swallows_error {
-                self.returned(op, SnapResult::PersistenceError);
-                return Err(error.into());
-            }
-        }
+        self.drop_propagating(op, channel).await?;
         self.channels.remove(&channel);
         self.returned(op, SnapResult::Ok);
         Ok(())
@@ -321,15 +316,23 @@ impl<S: Persistence> ReliabilityManager<S> {
     pub async fn reset(&mut self) -> Result<(), OpError> {
         let op = self.begin(SnapOpKind::Reset, None);
         for channel in self.config.channels.clone() {
-            if let Err(error) = self.drop_one(op, channel).await {
-                if !self.config.bugs.durability_intent_swallows_error {
-                    self.returned(op, SnapResult::PersistenceError);
-                    return Err(error.into());
-                }
-            }
+            self.drop_propagating(op, channel).await?;
             self.channels.remove(&channel);
         }
         self.returned(op, SnapResult::Ok);
+        Ok(())
+    }
+
+    /// Drop `channel` from disk for durability-intent operation `op`: a
+    /// persistence error ends `op` and propagates (unless the known bug
+    /// swallows it).
+    async fn drop_propagating(&mut self, op: u64, channel: ChannelId) -> Result<(), OpError> {
+        if let Err(error) = self.drop_one(op, channel).await {
+            if !self.config.bugs.durability_intent_swallows_error {
+                self.returned(op, SnapResult::PersistenceError);
+                return Err(error.into());
+            }
+        }
         Ok(())
     }
 
