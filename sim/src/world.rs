@@ -147,6 +147,20 @@ impl std::fmt::Display for RunFailure {
     }
 }
 
+/// A crash at an I/O point, waiting for the supervisor's reaper.
+#[derive(Debug, Clone, Copy)]
+pub struct IoCrash {
+    /// The process.
+    pub id: ProcessId,
+    /// Its node, to kill.
+    pub node: NodeId,
+    /// Restart delay, ms.
+    pub delay_ms: u64,
+    /// The process's crash epoch at the crash: a later restart (or crash)
+    /// makes the request stale.
+    pub epoch: u64,
+}
+
 /// The result of one run.
 #[derive(Debug)]
 pub struct RunOutcome<T> {
@@ -201,9 +215,9 @@ pub(crate) struct State {
     pub end_time: SimTime,
     /// The watchdog's flag (see [`RunConfig::abort`]).
     pub abort: Option<Arc<AtomicBool>>,
-    /// Processes that crashed at an I/O point: (process, node, restart
-    /// delay ms), waiting for the supervisor to kill their node.
-    pub io_crashes: Vec<(ProcessId, NodeId, u64)>,
+    /// Processes that crashed at an I/O point, waiting for the supervisor
+    /// to kill their node.
+    pub io_crashes: Vec<IoCrash>,
     /// Wakes the supervisor's reaper.
     pub io_crash_notify: Arc<tokio::sync::Notify>,
 }
@@ -378,7 +392,13 @@ impl State {
         );
         self.fault_fired(Some(id), &sites::CRASH_IO, v, detail);
         if let Some(node) = self.mark_crashed(id, plan.power_loss) {
-            self.io_crashes.push((id, node, plan.delay_ms));
+            let epoch = self.process(id).crash_epoch;
+            self.io_crashes.push(IoCrash {
+                id,
+                node,
+                delay_ms: plan.delay_ms,
+                epoch,
+            });
             self.io_crash_notify.notify_one();
         }
         true
@@ -692,9 +712,20 @@ impl Sim {
         loop {
             notify.notified().await;
             let requests = std::mem::take(&mut lock(&self.shared).io_crashes);
-            for (id, node, delay_ms) in requests {
-                self.handle.kill(node);
-                self.restart_later(id, delay_ms);
+            for crash in requests {
+                // Something may have restarted the process between the
+                // crash and this reaper's turn (the heal phase restarts
+                // every crashed process at once): its node then runs the
+                // new incarnation, which must not be killed.
+                let still_down = {
+                    let s = lock(&self.shared);
+                    let p = s.process(crash.id);
+                    p.status == Status::Crashed && p.crash_epoch == crash.epoch
+                };
+                if still_down {
+                    self.handle.kill(crash.node);
+                    self.restart_later(crash.id, crash.delay_ms);
+                }
             }
         }
     }

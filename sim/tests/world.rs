@@ -395,3 +395,50 @@ fn hangs_deadlocks_and_panics_are_failure_classes() {
         other => panic!("expected a panic failure, got {other:?}"),
     }
 }
+
+/// A crash at an I/O point and the heal phase in the same instant: heal
+/// restarts the crashed process at once, and the pending crash request
+/// must then not kill the new incarnation (it used to, leaving a process
+/// marked running whose tasks were gone, so nothing it served ever
+/// answered again).
+#[test]
+fn a_heal_in_the_instant_of_an_io_crash_leaves_the_restarted_process_running() {
+    for seed in 0..40 {
+        let mut faults = FaultConfig::none();
+        faults.crash.crash_per_io = 1.0;
+        faults.crash.restart_delay_ms = durasim_sim::profile::Span::new(50, 50);
+        let finished: Arc<Mutex<u32>> = Arc::default();
+        let seen = finished.clone();
+        let outcome = run(config(seed).faults(faults), move |sim: Sim| async move {
+            let done = seen.clone();
+            let id = sim.spawn_process("p", move |ctx| {
+                let done = done.clone();
+                async move {
+                    let disk: Disk = ctx.disk();
+                    let heal_at = clock::now().plus(Duration::from_millis(10));
+                    if let Ok(file) = disk.create("a").await {
+                        // Write exactly when the supervisor heals.
+                        clock::sleep(heal_at.since(clock::now())).await;
+                        let _ = file.append(b"x").await;
+                    }
+                    if let Ok(mut n) = done.lock() {
+                        *n += 1;
+                    }
+                }
+            });
+            sim.start_faults(&[id]);
+            // Wake in the write's instant, but on a timer set after the
+            // process's, so the write (and its crash) may come first.
+            clock::sleep(Duration::from_millis(1)).await;
+            clock::sleep(Duration::from_millis(9)).await;
+            sim.heal();
+            clock::sleep(Duration::from_millis(200)).await;
+        });
+        assert!(outcome.result.is_ok(), "seed {seed}: {:?}", outcome.result);
+        let finished = *finished.lock().expect("lock");
+        assert!(
+            finished >= 1,
+            "seed {seed}: the process never finished after heal"
+        );
+    }
+}
