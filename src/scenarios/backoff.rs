@@ -54,12 +54,12 @@
 mod store;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use durasim_models as models;
-use durasim_models::{AttemptRef, AttemptResult, Call, EventKind, OkValue, Outcome};
+use durasim_models::{AttemptResult, Call, EventKind, OkValue, Outcome};
 use durasim_sim::{choose_between, clock, Net, ProcessCtx, ProcessId, Sim, Site};
 
 use self::store::StoreShared;
@@ -233,14 +233,14 @@ async fn writer(
     ops: Vec<u64>,
     retry: RetryLoop,
 ) {
-    let endpoint = Arc::new(net.endpoint(&ctx));
+    let endpoint = net.endpoint(&ctx);
     let retry = {
         let journal = journal.clone();
         retry
             .recording_into(journal.retries.clone())
             .on_terminal_error(move |error| journal.convergence_error_delivered(error))
     };
-    let rid = Arc::new(AtomicU64::new(0));
+    let rid = AtomicU64::new(0);
     for op in ops {
         clock::sleep(Duration::from_millis(choose_between(&THINK_MS, 5, 40))).await;
         let page = (op % PAGES) as u32;
@@ -249,24 +249,8 @@ async fn writer(
             process: ctx.id(),
             call: Call::Write { event_id: Some(op) },
         });
-        let maybe_applied = Arc::new(AtomicBool::new(false));
-        let result = retry
-            .run(op, |attempt| {
-                let (endpoint, journal, rid, maybe_applied) = (
-                    endpoint.clone(),
-                    journal.clone(),
-                    rid.clone(),
-                    maybe_applied.clone(),
-                );
-                async move {
-                    let origin = AttemptRef { op, attempt };
-                    let (learnt, answer) = PROTOCOL
-                        .attempt_once(&endpoint, store, &rid, origin, page, &maybe_applied)
-                        .await;
-                    lock_recovering(&journal.results).insert((op, attempt), learnt);
-                    answer
-                }
-            })
+        let (result, _) = PROTOCOL
+            .write(&retry, &endpoint, store, &rid, op, page, &journal.results)
             .await;
         let outcome = match result {
             Ok(commit_seq) => Outcome::Ok(OkValue::Committed { commit_seq }),

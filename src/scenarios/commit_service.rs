@@ -738,9 +738,9 @@ async fn client(
     ops: std::ops::RangeInclusive<u64>,
     policy: BackoffPolicy,
 ) {
-    let endpoint = Arc::new(net.endpoint(&ctx));
+    let endpoint = net.endpoint(&ctx);
     let retry = RetryLoop::new(policy).recording_into(journal.retries.clone());
-    let rid = Arc::new(AtomicU64::new(0));
+    let rid = AtomicU64::new(0);
     for op in ops {
         // Think time spreads the workload over the fault phase.
         clock::sleep(Duration::from_millis(20 + (op * 13) % 40)).await;
@@ -749,30 +749,14 @@ async fn client(
             op,
             process: ctx.id(),
         });
-        let maybe_applied = Arc::new(AtomicBool::new(false));
-        let result = retry
-            .run(op, |attempt| {
-                let (endpoint, journal, rid, maybe_applied) = (
-                    endpoint.clone(),
-                    journal.clone(),
-                    rid.clone(),
-                    maybe_applied.clone(),
-                );
-                async move {
-                    let origin = AttemptRef { op, attempt };
-                    let (result, answer) = PROTOCOL
-                        .attempt_once(&endpoint, server, &rid, origin, page, &maybe_applied)
-                        .await;
-                    lock_recovering(&journal.results).insert((op, attempt), result);
-                    answer
-                }
-            })
+        let (result, maybe_applied) = PROTOCOL
+            .write(&retry, &endpoint, server, &rid, op, page, &journal.results)
             .await;
         let outcome = match result {
             Ok(commit_seq) => Outcome::Ok(OkValue::Committed { commit_seq }),
             Err(WriteError::Convergence(e)) => Outcome::Failed {
                 error: format!("CommitConvergenceError: {e}"),
-                definite: !maybe_applied.load(Ordering::Relaxed),
+                definite: !maybe_applied,
             },
             Err(WriteError::Permanent(e)) => Outcome::Failed {
                 error: e.reason,

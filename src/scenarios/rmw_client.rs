@@ -7,15 +7,18 @@
 //! Both scenarios speak exactly this protocol to different servers; only
 //! the value encoding and the timeouts differ, so those are parameters.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use durasim_models::{AttemptRef, AttemptResult, RejectionClass};
 use durasim_sim::{clock, Endpoint, ProcessId};
 
-use crate::systems::backoff::Rejection;
+use crate::systems::backoff::{Rejection, RetryLoop, WriteError};
 use crate::systems::committed_write::classify_answer;
 use crate::systems::group_commit::{CommitRequest, CommitResponse};
+use crate::systems::record::lock_recovering;
 
 /// The client–server protocol.
 #[derive(Debug, Clone)]
@@ -59,6 +62,38 @@ pub(super) struct RmwProtocol {
 }
 
 impl RmwProtocol {
+    /// Write event `op` (the operation id) into `page` through `retry`,
+    /// one [`Self::attempt_once`] per attempt, recording what each attempt
+    /// learnt in `learnt` by (op, attempt). Returns the loop's result and
+    /// whether some attempt's outcome stayed unknown (it may have applied).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn write(
+        &self,
+        retry: &RetryLoop,
+        endpoint: &Endpoint<Msg>,
+        server: ProcessId,
+        rid: &AtomicU64,
+        op: u64,
+        page: u32,
+        learnt: &Mutex<BTreeMap<(u64, u32), AttemptResult>>,
+    ) -> (Result<u64, WriteError>, bool) {
+        let maybe_applied = AtomicBool::new(false);
+        let result = retry
+            .run(op, |attempt| {
+                let maybe_applied = &maybe_applied;
+                async move {
+                    let origin = AttemptRef { op, attempt };
+                    let (result, answer) = self
+                        .attempt_once(endpoint, server, rid, origin, page, maybe_applied)
+                        .await;
+                    lock_recovering(learnt).insert((op, attempt), result);
+                    answer
+                }
+            })
+            .await;
+        (result, maybe_applied.load(Ordering::Relaxed))
+    }
+
     /// One attempt: read the page afresh, append the event id (the
     /// operation id) to its list, commit with the basis. Returns what the
     /// client learnt, for the history, and the retry loop's classification.
