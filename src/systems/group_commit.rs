@@ -705,24 +705,12 @@ impl<L: CommitLog> Coordinator<L> {
         if bugs.publish_before_fsync {
             self.phase(id, BatchPhase::Publish);
             self.publish(id, valid, offsets);
-            self.phase(id, BatchPhase::Fsync);
-            self.summary.fsyncs += 1;
-            let synced = self.log.sync().await;
-            self.record(CommitEvent::Fsync {
-                batch: id,
-                ok: synced.is_ok(),
-            });
+            let _ = self.fsync_batch(id).await;
             // Already acknowledged: nothing is left to undo.
             return Ok(());
         }
 
-        self.phase(id, BatchPhase::Fsync);
-        self.summary.fsyncs += 1;
-        let synced = self.log.sync().await;
-        self.record(CommitEvent::Fsync {
-            batch: id,
-            ok: synced.is_ok(),
-        });
+        let synced = self.fsync_batch(id).await;
         if let Err(e) = synced {
             if !bugs.ack_failed_fsync {
                 return self.fail_batch(id, valid, format!("fsync: {e}")).await;
@@ -732,6 +720,18 @@ impl<L: CommitLog> Coordinator<L> {
         self.phase(id, BatchPhase::Publish);
         self.publish(id, valid, offsets);
         Ok(())
+    }
+
+    /// Phase 3: one fsync for batch `id`, counted and recorded.
+    async fn fsync_batch(&mut self, id: u64) -> Result<(), WalError> {
+        self.phase(id, BatchPhase::Fsync);
+        self.summary.fsyncs += 1;
+        let synced = self.log.sync().await;
+        self.record(CommitEvent::Fsync {
+            batch: id,
+            ok: synced.is_ok(),
+        });
+        synced
     }
 
     /// Phase 1. Returns the valid requests with tentative seqs; answers

@@ -147,12 +147,15 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode_frame(c: &mut Cursor<'_>) -> Option<Frame> {
+/// The frame at the cursor (length prefix, body, checksum), checked as
+/// `check` says; the cursor moves past it.
+fn decode_frame(c: &mut Cursor<'_>, check: FrameCheck) -> Option<Frame> {
     let len = c.u32()? as usize;
     let whole = c.take(len)?;
     let body_len = len.checked_sub(8)?;
     let (body, sum) = whole.split_at(body_len);
-    if checksum(body) != u64::from_le_bytes(sum.try_into().ok()?) {
+    let verified = check == FrameCheck::Verified;
+    if verified && checksum(body) != u64::from_le_bytes(sum.try_into().ok()?) {
         return None;
     }
     let mut b = Cursor { bytes: body, at: 0 };
@@ -167,7 +170,7 @@ fn decode_frame(c: &mut Cursor<'_>) -> Option<Frame> {
     }
     let payload_len = b.u32()? as usize;
     let payload = b.take(payload_len)?.to_vec();
-    if b.at != body.len() || has_event > 1 {
+    if verified && (b.at != body.len() || has_event > 1) {
         return None;
     }
     Some(Frame {
@@ -179,14 +182,26 @@ fn decode_frame(c: &mut Cursor<'_>) -> Option<Frame> {
     })
 }
 
-/// Known bug (spec 01, off unless a run switches it on): read the batch at
-/// `offset` trusting its header and each frame's length prefix, without
-/// the body and frame checksums, as a recovery that "salvages" a torn
-/// tail would. Bytes past the end of the image read as zeros. Frames are
-/// taken until one does not decode; `None` when the header itself is bad
-/// or no frame decodes.
-pub fn trust_torn_batch(bytes: &[u8], offset: u64, block: u64) -> Option<ScannedBatch> {
-    let start = usize::try_from(offset).ok()?;
+/// How much of a frame [`decode_frame`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameCheck {
+    /// Its checksum, and that its body holds exactly its fields.
+    Verified,
+    /// Only its length prefix and fields: the known bug's reader.
+    Trusted,
+}
+
+/// A batch header whose checksum and magic hold.
+struct BatchHeader {
+    count: usize,
+    body_len: usize,
+    first_seq: u64,
+    body_sum: u64,
+}
+
+/// The batch header at `start`, if it is there and its checksum and magic
+/// hold.
+fn read_header(bytes: &[u8], start: usize) -> Option<BatchHeader> {
     let header = bytes.get(start..start.checked_add(HEADER_LEN)?)?;
     let (covered, sum) = header.split_at(HEADER_LEN - 8);
     if checksum(covered) != u64::from_le_bytes(sum.try_into().ok()?) {
@@ -201,6 +216,26 @@ pub fn trust_torn_batch(bytes: &[u8], offset: u64, block: u64) -> Option<Scanned
     }
     let count = h.u32()? as usize;
     let body_len = h.u32()? as usize;
+    let _reserved = h.u32()?;
+    Some(BatchHeader {
+        count,
+        body_len,
+        first_seq: h.u64()?,
+        body_sum: h.u64()?,
+    })
+}
+
+/// Known bug (spec 01, off unless a run switches it on): read the batch at
+/// `offset` trusting its header and each frame's length prefix, without
+/// the body and frame checksums, as a recovery that "salvages" a torn
+/// tail would. Bytes past the end of the image read as zeros. Frames are
+/// taken until one does not decode; `None` when the header itself is bad
+/// or no frame decodes.
+pub fn trust_torn_batch(bytes: &[u8], offset: u64, block: u64) -> Option<ScannedBatch> {
+    let start = usize::try_from(offset).ok()?;
+    let BatchHeader {
+        count, body_len, ..
+    } = read_header(bytes, start)?;
     let body_start = start + HEADER_LEN;
     let mut body = bytes
         .get(body_start..bytes.len().min(body_start.checked_add(body_len)?))
@@ -214,7 +249,7 @@ pub fn trust_torn_batch(bytes: &[u8], offset: u64, block: u64) -> Option<Scanned
     let mut frames = Vec::new();
     for _ in 0..count {
         let at = offset + (HEADER_LEN + f.at) as u64;
-        let Some(frame) = decode_frame_unchecked(&mut f) else {
+        let Some(frame) = decode_frame(&mut f, FrameCheck::Trusted) else {
             break;
         };
         frames.push((at, frame));
@@ -226,35 +261,6 @@ pub fn trust_torn_batch(bytes: &[u8], offset: u64, block: u64) -> Option<Scanned
         offset,
         end: align_up(offset + (HEADER_LEN + body_len) as u64, block),
         frames,
-    })
-}
-
-/// [`decode_frame`] without the frame checksum: the known bug's reader.
-fn decode_frame_unchecked(c: &mut Cursor<'_>) -> Option<Frame> {
-    let len = c.u32()? as usize;
-    let whole = c.take(len)?;
-    let body_len = len.checked_sub(8)?;
-    let mut b = Cursor {
-        bytes: &whole[..body_len],
-        at: 0,
-    };
-    let commit_seq = b.u64()?;
-    let txn_id = b.u64()?;
-    let has_event = b.u8()?;
-    let event_id = b.u64()?;
-    let page_count = b.u32()? as usize;
-    let mut pages = Vec::with_capacity(page_count.min(body_len / 4));
-    for _ in 0..page_count {
-        pages.push(b.u32()?);
-    }
-    let payload_len = b.u32()? as usize;
-    let payload = b.take(payload_len)?.to_vec();
-    Some(Frame {
-        commit_seq,
-        txn_id,
-        event_id: (has_event == 1).then_some(event_id),
-        pages,
-        payload,
     })
 }
 
@@ -272,25 +278,14 @@ pub struct ScannedBatch {
 /// Parse the batch at `offset`, if it is whole and every checksum matches.
 pub fn parse_batch(bytes: &[u8], offset: u64, block: u64) -> Option<ScannedBatch> {
     let start = usize::try_from(offset).ok()?;
-    let mut c = Cursor { bytes, at: start };
-    let header = c.take(HEADER_LEN)?;
-    let (covered, sum) = header.split_at(HEADER_LEN - 8);
-    if checksum(covered) != u64::from_le_bytes(sum.try_into().ok()?) {
-        return None;
-    }
-    let mut h = Cursor {
-        bytes: covered,
-        at: 0,
-    };
-    if h.u32()? != BATCH_MAGIC {
-        return None;
-    }
-    let count = h.u32()? as usize;
-    let body_len = h.u32()? as usize;
-    let _reserved = h.u32()?;
-    let first_seq = h.u64()?;
-    let body_sum = h.u64()?;
-    let body = c.take(body_len)?;
+    let BatchHeader {
+        count,
+        body_len,
+        first_seq,
+        body_sum,
+    } = read_header(bytes, start)?;
+    let body_start = start + HEADER_LEN;
+    let body = bytes.get(body_start..body_start.checked_add(body_len)?)?;
     if checksum(body) != body_sum {
         return None;
     }
@@ -298,7 +293,7 @@ pub fn parse_batch(bytes: &[u8], offset: u64, block: u64) -> Option<ScannedBatch
     let mut frames = Vec::with_capacity(count.min(body_len / 8));
     for _ in 0..count {
         let at = offset + (HEADER_LEN + f.at) as u64;
-        frames.push((at, decode_frame(&mut f)?));
+        frames.push((at, decode_frame(&mut f, FrameCheck::Verified)?));
     }
     let seqs_ok = frames
         .first()
