@@ -294,6 +294,11 @@ impl<'de> Deserialize<'de> for Tape {
     }
 }
 
+/// How many ticks ahead [`Chooser::next_firing`] looks in random mode
+/// before it calls a periodic decision "never" (10⁶ ticks is hours of
+/// simulated time at any tick a scheduler would use).
+pub const FIRING_HORIZON: u64 = 1_000_000;
+
 /// Where a chooser's values come from.
 enum Source {
     /// Fresh draws from the seeded generator.
@@ -396,8 +401,19 @@ impl Chooser {
         bound: u64,
         fresh: impl FnOnce(&mut ChaCha8Rng) -> u64,
     ) -> u64 {
-        let bound = bound.max(1);
         let i = self.stream_index(site, key, label);
+        self.draw_on(i, site, bound, fresh)
+    }
+
+    /// Draw the next value of live stream `i`.
+    fn draw_on(
+        &mut self,
+        i: usize,
+        site: &Site,
+        bound: u64,
+        fresh: impl FnOnce(&mut ChaCha8Rng) -> u64,
+    ) -> u64 {
+        let bound = bound.max(1);
         let position = self.streams[i].values.len();
         let value = match &mut self.source {
             Source::Random(rng) => fresh(rng).min(bound - 1),
@@ -412,6 +428,68 @@ impl Chooser {
             }
         }
         value
+    }
+
+    /// The first tick at or after `from` at which a periodic decision fires.
+    ///
+    /// A periodic decision is drawn once per tick in `slot` of `stride`
+    /// interleaved slots of `site`'s stream (tick `k` is position
+    /// `k·stride + slot`), and fires (is non-zero) with probability `p` per
+    /// tick. Instead of drawing every tick, a caller asks for the next
+    /// firing tick, sleeps until then and draws it with
+    /// [`draw_at`](Self::draw_at); the ticks in between are recorded as
+    /// zeros, so the tape reads exactly as if every tick had been drawn.
+    ///
+    /// In random mode the gap is drawn as a run of per-tick Bernoulli trials
+    /// (no floating-point logarithm, so it is the same on every platform);
+    /// `None` when `p` is zero or nothing fires within [`FIRING_HORIZON`]
+    /// ticks. In replay mode it is the next non-zero entry of the slot on
+    /// the tape, `None` past the tape's end.
+    pub fn next_firing(
+        &mut self,
+        site: &Site,
+        from: u64,
+        (slot, stride): (u64, u64),
+        p: f64,
+    ) -> Option<u64> {
+        match &mut self.source {
+            Source::Random(rng) => {
+                if p <= 0.0 {
+                    return None;
+                }
+                (from..from.saturating_add(FIRING_HORIZON))
+                    .find(|_| p >= 1.0 || rng.gen::<f64>() < p)
+            }
+            Source::Replay(tape) => {
+                let values = &tape.streams.get(site.name)?.values;
+                let stride = stride.max(1);
+                (from..)
+                    .map(|tick| (tick, tick.saturating_mul(stride).saturating_add(slot)))
+                    .take_while(|&(_, position)| position < values.len() as u64)
+                    .find(|&(_, position)| values[position as usize] != 0)
+                    .map(|(tick, _)| tick)
+            }
+        }
+    }
+
+    /// Draw at `position` of `site`'s stream, recording zeros for every
+    /// position skipped since the last draw (see
+    /// [`next_firing`](Self::next_firing)). In random mode `fired` gives
+    /// the value of a decision known to fire; in replay mode the tape's
+    /// value is used, clamped to `bound` as in [`draw`](Self::draw).
+    pub fn draw_at(
+        &mut self,
+        site: &Site,
+        position: u64,
+        bound: u64,
+        fired: impl FnOnce(&mut ChaCha8Rng) -> u64,
+    ) -> u64 {
+        let i = self.stream_index(site, 0, String::new);
+        let values = &mut self.streams[i].values;
+        let skipped = (position as usize).saturating_sub(values.len());
+        values.resize(values.len() + skipped, 0);
+        self.decisions += skipped as u64;
+        self.draw_on(i, site, bound, fired)
     }
 
     /// A yes/no fault decision that says yes with probability `p`.
@@ -460,17 +538,22 @@ impl Chooser {
         &self.faults_by_kind
     }
 
-    /// The tape of everything drawn so far.
+    /// The tape of everything drawn so far, in a canonical form: trailing
+    /// zeros read the same as a stream's end, so they are left off (and a
+    /// stream of zeros is left out). Two runs that made the same decisions
+    /// give equal tapes even when one drew a trailing zero the other never
+    /// asked for (a fault drawn void, say, against its replay).
     pub fn tape(&self) -> Tape {
         let streams = self
             .streams
             .iter()
-            .map(|s| {
+            .filter_map(|s| {
+                let len = s.values.iter().rposition(|&v| v != 0)? + 1;
                 let stream = Stream {
                     fault_kind: s.site.fault_kind().map(str::to_string),
-                    values: s.values.clone(),
+                    values: s.values[..len].to_vec(),
                 };
-                (s.name.to_string(), stream)
+                Some((s.name.to_string(), stream))
             })
             .collect();
         Tape { streams }
@@ -540,6 +623,43 @@ mod tests {
         let edited = tape.without(&faults[..1]);
         assert_eq!(edited.fault_count(), faults.len() - 1);
         assert_eq!(edited.get("test.drop", faults[0].index as usize), 0);
+    }
+
+    #[test]
+    fn a_periodic_decision_replays_its_firings_with_zeros_between() {
+        const SLOT: (u64, u64) = (1, 3);
+        let mut first = Chooser::random(11);
+        let mut fired = Vec::new();
+        let mut from = 0;
+        while let Some(tick) = first.next_firing(&DROP, from, SLOT, 0.05) {
+            if tick > 500 {
+                break;
+            }
+            let value = first.draw_at(&DROP, tick * SLOT.1 + SLOT.0, u64::MAX, |_| 7 + tick);
+            fired.push((tick, value));
+            from = tick + 1;
+        }
+        assert!(fired.len() > 5, "p = 0.05 over 500 ticks fired {fired:?}");
+        let tape = first.tape();
+        for (tick, value) in &fired {
+            assert_eq!(tape.get(DROP.name, (tick * 3 + 1) as usize), *value);
+        }
+        assert_eq!(
+            tape.fault_count(),
+            fired.len(),
+            "only the firings are non-zero"
+        );
+
+        let mut again = Chooser::replay(tape.clone());
+        let mut replayed = Vec::new();
+        let mut from = 0;
+        while let Some(tick) = again.next_firing(&DROP, from, SLOT, 0.05) {
+            let value = again.draw_at(&DROP, tick * SLOT.1 + SLOT.0, u64::MAX, |_| 0);
+            replayed.push((tick, value));
+            from = tick + 1;
+        }
+        assert_eq!(fired, replayed);
+        assert_eq!(again.tape(), tape);
     }
 
     #[test]

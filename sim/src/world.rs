@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{self, SimTime};
 use crate::disk::{Disk, DiskConfig, DiskState};
 use crate::profile::FaultConfig;
-use crate::tape::{Chooser, Site, Tape};
+use crate::tape::{Chooser, Site, Tape, FIRING_HORIZON};
 use crate::trace::{EventKind, Phase, StopReason, Trace, TraceDigest, TraceEvent, TraceMode};
 
 /// Index of a simulated process within its run (0, 1, 2, … in creation order).
@@ -201,6 +201,9 @@ pub(crate) struct State {
     pub chooser: Chooser,
     pub trace: Trace,
     pub phase: Phase,
+    /// Counts fault phases, so a scheduler left sleeping from an earlier
+    /// fault phase stops instead of joining a later one.
+    pub fault_epoch: u64,
     pub faults: FaultConfig,
     pub disk_config: DiskConfig,
     pub processes: Vec<Process>,
@@ -236,6 +239,12 @@ impl CrashPlan {
         if p <= 0.0 || rng.gen::<f64>() >= p {
             return 0;
         }
+        CrashPlan::fired(rng, c)
+    }
+
+    /// A fresh draw of a crash that fires.
+    fn fired(rng: &mut rand_chacha::ChaCha8Rng, c: &crate::profile::CrashFaults) -> u64 {
+        use rand::Rng;
         let span = c.restart_delay_ms;
         let delay = rng.gen_range(span.lo..=span.hi) - span.lo;
         1 + 2 * delay + u64::from(rng.gen::<f64>() < c.power_loss_fraction)
@@ -598,6 +607,16 @@ pub struct Sim {
     handle: Handle,
 }
 
+/// A periodic decision of the fault scheduler, with its slot in the
+/// per-target streams and its target.
+#[derive(Debug, Clone, Copy)]
+enum Periodic {
+    Crash((u64, ProcessId)),
+    Pause((u64, ProcessId)),
+    ClockJump((u64, ProcessId)),
+    Partition,
+}
+
 /// Scheduler tick: how often the fault scheduler considers each fault.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -617,6 +636,9 @@ pub mod sites {
     pub const CLOCK_SKEW: Site = Site::fault("sched.clock_skew", "clock-skew");
     /// Start a partition (value encodes shape, ends and length).
     pub const PARTITION: Site = Site::fault("sched.partition", "partition");
+    /// Ticks the fault scheduler skips before it next wakes (see
+    /// `Sim::start_faults`); 0, the default, is the next tick.
+    pub const WAKE: Site = Site::value("sched.wake");
 }
 
 impl Sim {
@@ -905,25 +927,112 @@ impl Sim {
     /// phase changes.
     pub fn start_faults(&self, targets: &[ProcessId]) {
         self.set_phase(Phase::Fault);
+        lock(&self.shared).fault_epoch += 1;
         let sim = self.clone();
         let targets = targets.to_vec();
         madsim::task::spawn(async move { sim.schedule_faults(targets).await });
         madsim::task::spawn(self.clone().reap_io_crashes());
     }
 
+    /// The fault scheduler. Every tick each periodic decision (crash, pause
+    /// and clock jump per target, one partition decision) is drawn; the
+    /// scheduler does not wake every tick but asks the chooser for each
+    /// decision's next firing tick and sleeps until the earliest, so a quiet
+    /// stretch of simulated time costs nothing. The decision streams read
+    /// as if every tick had been drawn (zeros in between), and the
+    /// decisions of one tick fire in the order a per-tick loop draws them.
+    ///
+    /// When it wakes is itself on the tape ([`sites::WAKE`]: ticks skipped
+    /// before the next wake). Every wake-up is a task poll, and madsim draws
+    /// from its own generator at every poll, so wake-ups shape the
+    /// interleaving: a replay must wake exactly when the recorded run did,
+    /// including at firings that turned out void (a crash drawn while the
+    /// process was already down), which the decision streams alone cannot
+    /// tell. A missing or zeroed entry means "the next tick": a tape without
+    /// wake entries wakes every tick.
     async fn schedule_faults(self, targets: Vec<ProcessId>) {
+        let epoch = lock(&self.shared).fault_epoch;
+        let mut decisions: Vec<(Periodic, Option<u64>)> = targets
+            .iter()
+            .enumerate()
+            .flat_map(|(slot, &id)| {
+                [Periodic::Crash, Periodic::Pause, Periodic::ClockJump]
+                    .map(|kind| kind((slot as u64, id)))
+            })
+            .chain([Periodic::Partition])
+            .map(|decision| (decision, None))
+            .collect();
+        let stride = targets.len() as u64;
+        for (decision, next) in &mut decisions {
+            *next = self.next_firing(*decision, stride, 0);
+        }
+        let mut from = 0;
         loop {
-            madsim::time::sleep(TICK).await;
-            if self.phase() != Phase::Fault {
+            let planned = decisions.iter().filter_map(|&(_, next)| next).min();
+            let Some(tick) = self.next_wake(from, planned) else {
+                return;
+            };
+            // Relative to now, as a per-tick loop sleeps: each wake-up
+            // starts a few polls' nanoseconds late, and the next tick is
+            // counted from there.
+            madsim::time::sleep(TICK * (tick + 1 - from) as u32).await;
+            let current = {
+                let s = lock(&self.shared);
+                s.phase == Phase::Fault && s.fault_epoch == epoch
+            };
+            if !current {
                 return;
             }
-            for &id in &targets {
-                self.maybe_crash(id);
-                self.maybe_pause(id);
-                self.maybe_jump_clock(id);
+            for (decision, next) in &mut decisions {
+                if next.is_some_and(|n| n < tick) {
+                    // Replaying an edited tape: a firing between wake-ups
+                    // is skipped (and re-recorded as zero).
+                    *next = self.next_firing(*decision, stride, tick);
+                }
+                if *next != Some(tick) {
+                    continue;
+                }
+                match *decision {
+                    Periodic::Crash((slot, id)) => self.maybe_crash(id, tick * stride + slot),
+                    Periodic::Pause((slot, id)) => self.maybe_pause(id, tick * stride + slot),
+                    Periodic::ClockJump((slot, id)) => {
+                        self.maybe_jump_clock(id, tick * stride + slot)
+                    }
+                    Periodic::Partition => self.maybe_partition(tick),
+                }
+                *next = self.next_firing(*decision, stride, tick + 1);
             }
-            self.maybe_partition();
+            from = tick + 1;
         }
+    }
+
+    /// The tick of the next wake-up, at or after `from`: the `planned`
+    /// earliest firing when drawing fresh, the tape's entry when replaying.
+    /// `None`: no decision fires again.
+    fn next_wake(&self, from: u64, planned: Option<u64>) -> Option<u64> {
+        let skip = planned.map_or(FIRING_HORIZON, |tick| {
+            tick.saturating_sub(from).min(FIRING_HORIZON)
+        });
+        let skip = lock(&self.shared)
+            .chooser
+            .draw(&sites::WAKE, FIRING_HORIZON + 1, |_| skip);
+        (skip < FIRING_HORIZON).then_some(from + skip)
+    }
+
+    /// The next tick at or after `from` at which `decision` fires.
+    fn next_firing(&self, decision: Periodic, stride: u64, from: u64) -> Option<u64> {
+        let mut s = lock(&self.shared);
+        let (crash, net) = (&s.faults.crash, &s.faults.net);
+        let (site, slot, stride, per_s) = match decision {
+            Periodic::Crash((slot, _)) => (&sites::CRASH, slot, stride, crash.crash_per_s),
+            Periodic::Pause((slot, _)) => (&sites::PAUSE, slot, stride, crash.pause_per_s),
+            Periodic::ClockJump((slot, _)) => {
+                (&sites::CLOCK_JUMP, slot, stride, crash.clock_jump_per_s)
+            }
+            Periodic::Partition => (&sites::PARTITION, 0, 1, net.partition_per_s),
+        };
+        let p = Self::per_tick(per_s);
+        s.chooser.next_firing(site, from, (slot, stride), p)
     }
 
     /// Per-tick probability of an event that happens `per_s` times a second.
@@ -931,18 +1040,17 @@ impl Sim {
         (per_s * TICK.as_secs_f64()).clamp(0.0, 1.0)
     }
 
-    fn maybe_crash(&self, id: ProcessId) {
+    /// The crash decision at `position` of the crash stream (it fired).
+    fn maybe_crash(&self, id: ProcessId, position: u64) {
         let decision = {
             let mut s = lock(&self.shared);
             let running = s.process(id).status == Status::Running;
             let c = s.faults.crash.clone();
-            let p = Self::per_tick(c.crash_per_s);
-            // Drawn even while the process is down (forced to 0) to keep
-            // the stream aligned.
+            // A process that is down is not crashed again (forced to 0).
             let bound = if running { u64::MAX } else { 1 };
-            let v = s
-                .chooser
-                .draw(&sites::CRASH, bound, |rng| CrashPlan::fresh(rng, p, &c));
+            let v = s.chooser.draw_at(&sites::CRASH, position, bound, |rng| {
+                CrashPlan::fired(rng, &c)
+            });
             CrashPlan::decode(v, &c).inspect(|plan| {
                 let detail = format!(
                     "{} of {}, restart after {} ms",
@@ -960,19 +1068,15 @@ impl Sim {
         self.restart_later(id, plan.delay_ms);
     }
 
-    fn maybe_pause(&self, id: ProcessId) {
+    /// The pause decision at `position` of the pause stream (it fired).
+    fn maybe_pause(&self, id: ProcessId, position: u64) {
         let pause_ms = {
             let mut s = lock(&self.shared);
             let running = s.process(id).status == Status::Running;
-            let c = s.faults.crash.clone();
-            let p = Self::per_tick(c.pause_per_s);
-            let span = c.pause_ms;
+            let span = s.faults.crash.pause_ms;
             let bound = if running { u64::MAX } else { 1 };
-            let v = s.chooser.draw(&sites::PAUSE, bound, |rng| {
+            let v = s.chooser.draw_at(&sites::PAUSE, position, bound, |rng| {
                 use rand::Rng;
-                if rng.gen::<f64>() >= p {
-                    return 0;
-                }
                 1 + rng.gen_range(span.lo..=span.hi) - span.lo
             });
             (v != 0).then(|| {
@@ -991,19 +1095,17 @@ impl Sim {
         });
     }
 
-    fn maybe_jump_clock(&self, id: ProcessId) {
+    /// The clock-jump decision at `position` of its stream (it fired).
+    fn maybe_jump_clock(&self, id: ProcessId, position: u64) {
         let mut s = lock(&self.shared);
-        let c = s.faults.crash.clone();
-        let p = Self::per_tick(c.clock_jump_per_s);
-        let max = c.clock_jump_ms_max.max(1);
+        let max = s.faults.crash.clock_jump_ms_max.max(1);
         // Value: 1 + 2·ms + negative.
-        let v = s.chooser.draw(&sites::CLOCK_JUMP, u64::MAX, |rng| {
-            use rand::Rng;
-            if rng.gen::<f64>() >= p {
-                return 0;
-            }
-            1 + 2 * rng.gen_range(1..=max) + u64::from(rng.gen_bool(0.5))
-        });
+        let v = s
+            .chooser
+            .draw_at(&sites::CLOCK_JUMP, position, u64::MAX, |rng| {
+                use rand::Rng;
+                1 + 2 * rng.gen_range(1..=max) + u64::from(rng.gen_bool(0.5))
+            });
         if v == 0 {
             return;
         }
@@ -1017,27 +1119,28 @@ impl Sim {
         s.fault_fired(Some(id), &sites::CLOCK_JUMP, v, detail);
     }
 
-    fn maybe_partition(&self) {
+    /// The partition decision at `position` of its stream (it fired).
+    fn maybe_partition(&self, position: u64) {
         let plan = {
             let mut s = lock(&self.shared);
             let n = s.processes.len() as u64;
-            let c = s.faults.net.clone();
-            let p = Self::per_tick(c.partition_per_s);
-            let span = c.partition_ms;
+            let span = s.faults.net.partition_ms;
             let width = span.hi - span.lo + 1;
             // Value: 1 + ((length·3 + shape)·n + a)·n + b.
             let bound = if n >= 2 { u64::MAX } else { 1 };
-            let v = s.chooser.draw(&sites::PARTITION, bound, |rng| {
-                use rand::Rng;
-                if rng.gen::<f64>() >= p {
-                    return 0;
-                }
-                let length = rng.gen_range(0..width);
-                let shape = rng.gen_range(0..3);
-                let a = rng.gen_range(0..n);
-                let b = rng.gen_range(0..n);
-                1 + ((length * 3 + shape) * n + a) * n + b
-            });
+            let v = s
+                .chooser
+                .draw_at(&sites::PARTITION, position, bound, |rng| {
+                    use rand::Rng;
+                    if n < 2 {
+                        return 0;
+                    }
+                    let length = rng.gen_range(0..width);
+                    let shape = rng.gen_range(0..3);
+                    let a = rng.gen_range(0..n);
+                    let b = rng.gen_range(0..n);
+                    1 + ((length * 3 + shape) * n + a) * n + b
+                });
             (v != 0).then(|| {
                 let mut rest = v - 1;
                 let b = (rest % n) as ProcessId;
@@ -1139,6 +1242,7 @@ where
         chooser,
         trace: Trace::new(config.trace),
         phase: Phase::Setup,
+        fault_epoch: 0,
         faults: config.faults.clone(),
         disk_config: config.disk.clone(),
         processes: Vec::new(),
