@@ -1219,6 +1219,26 @@ impl Sim {
         madsim::time::sleep(d).await;
     }
 
+    /// Check `done` every `poll` of simulated time until it holds or
+    /// `bound` has passed since the call (checked before each sleep);
+    /// returns whether it held. The supervisor's way to wait for the
+    /// system under test to settle without waiting for ever.
+    pub async fn wait_until(
+        &self,
+        bound: Duration,
+        poll: Duration,
+        mut done: impl FnMut() -> bool,
+    ) -> bool {
+        let start = self.now();
+        while !done() {
+            if self.now().since(start) >= bound {
+                return false;
+            }
+            self.sleep(poll).await;
+        }
+        true
+    }
+
     /// Simulated time now.
     pub fn now(&self) -> SimTime {
         clock::now()

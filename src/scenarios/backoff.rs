@@ -197,12 +197,12 @@ async fn run(sim: Sim, size: u64, bugs: RetryBugs) -> ScenarioReport {
         bound: clock::duration_nanos(HEAL_BOUND),
         resolves_unknown: true,
     }));
-    let healed = sim.now();
-    while journal.writers_done.load(Ordering::Relaxed) < WRITERS
-        && sim.now().since(healed) < HEAL_BOUND + Duration::from_secs(1)
-    {
-        sim.sleep(Duration::from_millis(10)).await;
-    }
+    sim.wait_until(
+        HEAL_BOUND + Duration::from_secs(1),
+        Duration::from_millis(10),
+        || journal.writers_done.load(Ordering::Relaxed) >= WRITERS,
+    )
+    .await;
     journal
         .phases
         .record(EventKind::Phase(models::Phase::Quiescence));
@@ -211,10 +211,10 @@ async fn run(sim: Sim, size: u64, bugs: RetryBugs) -> ScenarioReport {
         .record(EventKind::Phase(models::Phase::FinalCrash));
     let recovered = shared.recoveries();
     sim.final_crash(&[store]);
-    let crashed = sim.now();
-    while shared.recoveries() == recovered && sim.now().since(crashed) < Duration::from_secs(1) {
-        sim.sleep(Duration::from_millis(1)).await;
-    }
+    sim.wait_until(Duration::from_secs(1), Duration::from_millis(1), || {
+        shared.recoveries() != recovered
+    })
+    .await;
     let history = history(&journal, &shared);
     ScenarioReport {
         findings: findings(&history),

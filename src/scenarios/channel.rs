@@ -102,11 +102,10 @@ async fn run(sim: Sim, size: u64, bug: bool) -> ScenarioReport {
     journal.phases.record(EventKind::Phase(Phase::Fault));
     sim.sleep(FAULT_PHASE).await;
     sim.heal();
-    let healed = sim.now();
-    while !journal.idle.load(Ordering::Relaxed) && sim.now().since(healed) < Duration::from_secs(10)
-    {
-        sim.sleep(Duration::from_millis(5)).await;
-    }
+    sim.wait_until(Duration::from_secs(10), Duration::from_millis(5), || {
+        journal.idle.load(Ordering::Relaxed)
+    })
+    .await;
     journal.phases.record(EventKind::Phase(Phase::Quiescence));
 
     let mut merger = Merger::default();

@@ -319,17 +319,17 @@ async fn run(sim: Sim, params: &RunParams) -> ScenarioReport {
         bound: clock::duration_nanos(HEAL_BOUND),
         resolves_unknown: true,
     }));
-    let healed = sim.now();
-    while journal.clients_done.load(Ordering::Relaxed) < u64::from(CLIENTS)
-        && sim.now().since(healed) < HEAL_BOUND + Duration::from_secs(1)
-    {
-        sim.sleep(Duration::from_millis(10)).await;
-    }
+    sim.wait_until(
+        HEAL_BOUND + Duration::from_secs(1),
+        Duration::from_millis(10),
+        || journal.clients_done.load(Ordering::Relaxed) >= u64::from(CLIENTS),
+    )
+    .await;
     sim.sleep(Duration::from_millis(5)).await;
-    let settling = sim.now();
-    while repairs_pending(&journal) != Some(0) && sim.now().since(settling) < REPAIR_SETTLE_BOUND {
-        sim.sleep(Duration::from_millis(5)).await;
-    }
+    sim.wait_until(REPAIR_SETTLE_BOUND, Duration::from_millis(5), || {
+        repairs_pending(&journal) == Some(0)
+    })
+    .await;
     journal
         .phases
         .record(EventKind::Phase(models::Phase::Quiescence));
@@ -345,12 +345,11 @@ async fn run(sim: Sim, params: &RunParams) -> ScenarioReport {
     sim.final_crash(&[server]);
     let crashed = sim.now();
     // The final recovery: the WAL, then the repair workers.
-    while (recoveries_after(&journal, crashed) == 0
-        || journal.repairs_opened.load(Ordering::Relaxed) == opened)
-        && sim.now().since(crashed) < Duration::from_secs(2)
-    {
-        sim.sleep(Duration::from_millis(2)).await;
-    }
+    sim.wait_until(Duration::from_secs(2), Duration::from_millis(2), || {
+        recoveries_after(&journal, crashed) > 0
+            && journal.repairs_opened.load(Ordering::Relaxed) != opened
+    })
+    .await;
     let image = sim.disk_files(server);
     let history = history(&journal, server, &image);
     ScenarioReport {

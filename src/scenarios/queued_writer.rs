@@ -330,12 +330,12 @@ async fn run(sim: Sim, size: u64, bugs: QueuedWriterBugs) -> ScenarioReport {
         bound: clock::duration_nanos(HEAL_BOUND),
         resolves_unknown: true,
     }));
-    let healed = sim.now();
-    while !journal.done.load(Ordering::Relaxed)
-        && sim.now().since(healed) < HEAL_BOUND + Duration::from_secs(1)
-    {
-        sim.sleep(Duration::from_millis(5)).await;
-    }
+    sim.wait_until(
+        HEAL_BOUND + Duration::from_secs(1),
+        Duration::from_millis(5),
+        || journal.done.load(Ordering::Relaxed),
+    )
+    .await;
     journal
         .phases
         .record(EventKind::Phase(models::Phase::Quiescence));

@@ -200,16 +200,15 @@ async fn run(sim: Sim, setup: Setup) -> ScenarioReport {
         bound: clock::duration_nanos(HEAL_BOUND),
         resolves_unknown: false,
     }));
-    let healed = sim.now();
-    while !journal.writer_done.load(Ordering::Relaxed)
-        && sim.now().since(healed) < HEAL_BOUND + Duration::from_secs(1)
-    {
-        sim.sleep(Duration::from_millis(5)).await;
-    }
-    let settling = sim.now();
-    while repairs_pending(&journal) != Some(0) && sim.now().since(settling) < REPAIR_SETTLE_BOUND {
-        sim.sleep(Duration::from_millis(5)).await;
-    }
+    let poll = Duration::from_millis(5);
+    sim.wait_until(HEAL_BOUND + Duration::from_secs(1), poll, || {
+        journal.writer_done.load(Ordering::Relaxed)
+    })
+    .await;
+    sim.wait_until(REPAIR_SETTLE_BOUND, poll, || {
+        repairs_pending(&journal) == Some(0)
+    })
+    .await;
     journal
         .phases
         .record(EventKind::Phase(models::Phase::Quiescence));
@@ -223,12 +222,10 @@ async fn run(sim: Sim, setup: Setup) -> ScenarioReport {
         .record(EventKind::Phase(models::Phase::FinalCrash));
     let opened = journal.opened.load(Ordering::Relaxed);
     sim.final_crash(&[id]);
-    let crashed = sim.now();
-    while journal.opened.load(Ordering::Relaxed) == opened
-        && sim.now().since(crashed) < Duration::from_secs(2)
-    {
-        sim.sleep(Duration::from_millis(2)).await;
-    }
+    sim.wait_until(Duration::from_secs(2), Duration::from_millis(2), || {
+        journal.opened.load(Ordering::Relaxed) != opened
+    })
+    .await;
     let image = sim.disk_files(id);
     let history = history(&journal, id, &image);
     ScenarioReport {

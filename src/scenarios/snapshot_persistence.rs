@@ -150,10 +150,10 @@ async fn run_recorded(sim: Sim, size: u64, bugs: SnapshotBugs) -> (ScenarioRepor
     sim.start_faults(&[node]);
     sim.sleep(FAULT_PHASE).await;
     sim.heal();
-    let healed = sim.now();
-    while !journal.done.load(Ordering::Relaxed) && sim.now().since(healed) < HEAL_BOUND {
-        sim.sleep(Duration::from_millis(5)).await;
-    }
+    sim.wait_until(HEAL_BOUND, Duration::from_millis(5), || {
+        journal.done.load(Ordering::Relaxed)
+    })
+    .await;
     let mut found = Vec::new();
     if !journal.done.load(Ordering::Relaxed) {
         found.push(Finding {
@@ -169,12 +169,10 @@ async fn run_recorded(sim: Sim, size: u64, bugs: SnapshotBugs) -> (ScenarioRepor
     // The final power loss, and the bootstrap that reads everything back.
     let before = journal.bootstraps.load(Ordering::Relaxed);
     sim.final_crash(&[node]);
-    let crashed = sim.now();
-    while journal.bootstraps.load(Ordering::Relaxed) == before
-        && sim.now().since(crashed) < HEAL_BOUND
-    {
-        sim.sleep(Duration::from_millis(5)).await;
-    }
+    sim.wait_until(HEAL_BOUND, Duration::from_millis(5), || {
+        journal.bootstraps.load(Ordering::Relaxed) != before
+    })
+    .await;
     if journal.bootstraps.load(Ordering::Relaxed) == before {
         found.push(Finding {
             invariant: "L1".into(),
