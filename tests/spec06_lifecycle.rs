@@ -348,10 +348,8 @@ fn items_sharing_a_type_id_collide_and_d14_reports_it() {
     let collided = run.history.events.iter().any(|e| {
         matches!(
             &e.kind,
-            EventKind::LifecycleActorEnded {
-                outcome: LifecycleOutcome::Collision { .. },
-                ..
-            }
+            EventKind::LifecycleActorEnded { outcome, .. }
+                if matches!(**outcome, LifecycleOutcome::Collision { .. })
         )
     });
     assert!(collided, "installing both items collides");

@@ -340,8 +340,10 @@ pub enum EventKind {
         actor: u32,
         /// What it ran.
         op: LifecycleOp,
-        /// How it ended.
-        outcome: LifecycleOutcome,
+        /// How it ended (boxed: an outcome can hold two names, and an
+        /// inline one would make every event of every history half as
+        /// large again; serde and `Debug` see through the box).
+        outcome: Box<LifecycleOutcome>,
     },
     /// The durable state as read back at the end of an iteration, or after
     /// the final reconcile (`after_reconcile`: nothing is tolerated).

@@ -11,11 +11,24 @@
 //! them), and it drops empty slots at the front as entries are removed. So an adversarial history costs `O(GAP_MAX)` per
 //! insert at worst and never more memory than that, while the ids real
 //! histories use stay on the fast path. Iteration is in key order.
+//!
+//! An entry that is never removed (a batch a crash orphaned before its
+//! publication) would pin the front of the window, which would then grow
+//! with every id handed out after it: once the window is more than twice
+//! as long as the entries it holds, plus [`STALE_SLACK`], its front
+//! entries move to the `BTreeMap` (below the window, so key order holds).
+//! Each entry moves at most once per insert, and the window stays in
+//! proportion to what it holds.
 
 use std::collections::{BTreeMap, VecDeque};
 
 /// How many empty slots one insert may add at either end of the window.
 const GAP_MAX: u64 = 64;
+
+/// How many slots beyond twice its entries the window may hold before its
+/// front entries move to the sparse part (a few in unit tests, so that
+/// small tables take that path too).
+const STALE_SLACK: usize = if cfg!(test) { 4 } else { 1024 };
 
 /// Ordered `u64 → V` map; see the module docs.
 #[derive(Debug, Clone)]
@@ -23,6 +36,8 @@ pub(crate) struct WindowMap<V> {
     /// The id of `slots[0]`.
     base: u64,
     slots: VecDeque<Option<V>>,
+    /// How many of `slots` hold a value.
+    live: usize,
     sparse: BTreeMap<u64, V>,
 }
 
@@ -31,6 +46,7 @@ impl<V> Default for WindowMap<V> {
         Self {
             base: 0,
             slots: VecDeque::new(),
+            live: 0,
             sparse: BTreeMap::new(),
         }
     }
@@ -77,36 +93,46 @@ impl<V> WindowMap<V> {
     #[inline]
     pub(crate) fn insert(&mut self, id: u64, value: V) -> Option<V> {
         if let Some(index) = self.slot_index(id) {
-            return self
-                .slots
-                .get_mut(index)
-                .and_then(|slot| slot.replace(value));
+            return self.fill_slot(index, value);
         }
         if self.slots.is_empty() {
             // An empty window starts over at `id`.
             self.base = id;
             self.slots.push_back(Some(value));
+            self.live = 1;
             return self.sparse.remove(&id);
         }
         match self.end() {
             Some(end) if id >= end && id - end <= GAP_MAX => {
                 if !self.sparse.is_empty() {
                     self.extend_to(end, id);
-                    return self.slots.back_mut().and_then(|slot| slot.replace(value));
+                    return self.fill_slot(self.slots.len() - 1, value);
                 }
                 for _ in end..id {
                     self.slots.push_back(None);
                 }
                 self.slots.push_back(Some(value));
+                self.live += 1;
                 None
             }
             _ if id < self.base && self.base - id <= GAP_MAX => {
                 // A little behind the window (ids need not arrive in order).
                 self.extend_front_to(id);
-                self.slots.front_mut().and_then(|slot| slot.replace(value))
+                self.fill_slot(0, value)
             }
             _ => self.sparse.insert(id, value),
         }
+    }
+
+    /// Put `value` in window slot `index`, returning what it held.
+    #[inline]
+    fn fill_slot(&mut self, index: usize, value: V) -> Option<V> {
+        let previous = self
+            .slots
+            .get_mut(index)
+            .and_then(|slot| slot.replace(value));
+        self.live += usize::from(previous.is_none());
+        previous
     }
 
     /// Remove and return the value for `id`.
@@ -116,11 +142,32 @@ impl<V> WindowMap<V> {
             return self.sparse.remove(&id);
         };
         let removed = self.slots.get_mut(index).and_then(Option::take);
-        while let Some(None) = self.slots.front() {
+        if removed.is_some() {
+            self.live -= 1;
+        }
+        self.trim_front();
+        removed
+    }
+
+    /// Drop the empty slots at the front, and move front entries to the
+    /// sparse part while the window is out of proportion to its entries
+    /// (see the module docs).
+    #[inline]
+    fn trim_front(&mut self) {
+        loop {
+            match self.slots.front() {
+                Some(None) => {}
+                Some(Some(_)) if self.slots.len() > 2 * self.live + STALE_SLACK => {
+                    if let Some(Some(value)) = self.slots.front_mut().map(Option::take) {
+                        self.live -= 1;
+                        self.sparse.insert(self.base, value);
+                    }
+                }
+                _ => return,
+            }
             self.slots.pop_front();
             self.base = self.base.wrapping_add(1);
         }
-        removed
     }
 
     /// All entries in key order: sparse ids below the window, the window,
@@ -157,6 +204,7 @@ impl<V> WindowMap<V> {
             } else {
                 self.sparse.remove(&self.base)
             };
+            self.live += usize::from(value.is_some());
             self.slots.push_front(value);
         }
     }
@@ -167,7 +215,9 @@ impl<V> WindowMap<V> {
     fn extend_to(&mut self, end: u64, id: u64) {
         let mut next = end;
         loop {
-            self.slots.push_back(self.sparse.remove(&next));
+            let value = self.sparse.remove(&next);
+            self.live += usize::from(value.is_some());
+            self.slots.push_back(value);
             if next == id {
                 break;
             }
@@ -179,6 +229,75 @@ impl<V> WindowMap<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every id has one home and `live` counts the occupied slots.
+    fn assert_consistent<V: std::fmt::Debug>(map: &WindowMap<V>) {
+        let occupied = map.slots.iter().filter(|slot| slot.is_some()).count();
+        assert_eq!(map.live, occupied);
+        let end = map.end();
+        assert!(map
+            .sparse
+            .keys()
+            .all(|id| *id < map.base || end.is_some_and(|end| *id >= end)));
+    }
+
+    #[test]
+    fn an_entry_never_removed_moves_out_of_the_way() {
+        let mut map = WindowMap::default();
+        map.insert(0, 0_u64);
+        for id in 1..10_000_u64 {
+            map.insert(id, id);
+            if id > 8 {
+                assert_eq!(map.remove(id - 8), Some(id - 8));
+            }
+        }
+        assert!(
+            map.slots.len() <= 2 * map.live + STALE_SLACK,
+            "the window follows the live entries: {} slots for {}",
+            map.slots.len(),
+            map.live
+        );
+        assert_eq!(map.get(0), Some(&0), "the pinned entry is still there");
+        assert!(map.sparse.contains_key(&0));
+        let keys: Vec<u64> = map.iter().map(|(id, _)| id).collect();
+        assert_eq!(
+            keys,
+            [0].into_iter().chain(9_992..10_000).collect::<Vec<_>>()
+        );
+        assert_eq!(map.remove(0), Some(0));
+        assert_consistent(&map);
+    }
+
+    proptest! {
+        #[test]
+        fn it_behaves_as_an_ordered_map(
+            steps in proptest::collection::vec((any::<bool>(), 0_u64..3_000, 0_u8..4), 1..2_000)
+        ) {
+            let mut map = WindowMap::default();
+            let mut reference = BTreeMap::new();
+            let mut next = 0_u64;
+            for (remove, offset, far) in steps {
+                // Mostly ids near the newest, sometimes far behind or ahead.
+                let id = match far {
+                    0 => offset.wrapping_mul(7_919),
+                    1 => next,
+                    _ => next.saturating_sub(offset % 64),
+                };
+                if remove {
+                    prop_assert_eq!(map.remove(id), reference.remove(&id));
+                } else {
+                    next = next.max(id + 1);
+                    prop_assert_eq!(map.insert(id, next), reference.insert(id, next));
+                }
+                prop_assert_eq!(map.get(id), reference.get(&id));
+            }
+            assert_consistent(&map);
+            let all: Vec<(u64, u64)> = map.iter().map(|(id, value)| (id, *value)).collect();
+            let expected: Vec<(u64, u64)> = reference.into_iter().collect();
+            prop_assert_eq!(all, expected);
+        }
+    }
 
     #[test]
     fn the_window_follows_live_ids_and_strays_stay_sparse() {

@@ -40,7 +40,7 @@ fn ended(b: &mut Builder, iteration: u32, actor: u32, op: LifecycleOp, outcome: 
         iteration,
         actor,
         op,
-        outcome,
+        outcome: Box::new(outcome),
     });
 }
 
@@ -319,7 +319,7 @@ fn arbitrary_lifecycle_event() -> impl Strategy<Value = EventKind> {
                 iteration,
                 actor,
                 op,
-                outcome,
+                outcome: Box::new(outcome),
             }
         }),
         (0_u32..4, any::<bool>(), state).prop_map(|(iteration, after_reconcile, state)| {

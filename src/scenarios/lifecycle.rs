@@ -162,7 +162,7 @@ impl Journal {
             iteration: p.iteration,
             actor: p.actor,
             op: p.op.clone(),
-            outcome,
+            outcome: Box::new(outcome),
         });
         drop(posted);
         self.progress.notify_one();

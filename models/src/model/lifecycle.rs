@@ -343,7 +343,7 @@ pub fn reference_history(seed: u64, iterations: u32) -> History {
                     iteration,
                     actor: actor as u32,
                     op,
-                    outcome,
+                    outcome: Box::new(outcome),
                 },
             );
         }
@@ -365,7 +365,7 @@ pub fn reference_history(seed: u64, iterations: u32) -> History {
             iteration: iterations,
             actor: 0,
             op: LifecycleOp::Reconcile,
-            outcome,
+            outcome: Box::new(outcome),
         },
     );
     history.push(

@@ -265,9 +265,16 @@ impl RepairLifecycle {
 
     /// Apply event number `event_seq`, knowing the history has seen
     /// `crashes` server crashes so far: a count above the one at the
-    /// previous event means a crash came in between, even when
-    /// [`Self::crash`] was not called for this commit (a checker calls it
-    /// only for open repairs). Returns what [`Self::apply`] returns.
+    /// previous event means a crash came in between, and it is applied
+    /// here ([`Self::crash`]) whether or not it was called for this commit
+    /// at the time. Nothing moved the commit between its previous event
+    /// and this one, so it stood at each of those crashes where it stands
+    /// now, and a crash applied late leaves it exactly where one applied
+    /// on time would (applying it twice changes nothing). That lets a
+    /// checker count crashes instead of visiting every open repair at each
+    /// one; [`Self::state`] is the same either way, since a running repair
+    /// and a pending one are both `Pending`. Returns what [`Self::apply`]
+    /// returns.
     #[inline]
     pub fn apply_after_crashes(
         &mut self,
@@ -276,7 +283,7 @@ impl RepairLifecycle {
         event: RepairEventKind,
     ) -> [Option<RepairBreach>; 2] {
         if crashes > self.crashes_at_event {
-            self.crashed_since_event = true;
+            self.crash();
             self.crashes_at_event = crashes;
         }
         let context = CrashContext {
@@ -563,6 +570,36 @@ mod tests {
             apply(&mut lifecycle, 6, E::RepairCompleted),
             Vec::<RepairBreach>::new()
         );
+    }
+
+    #[test]
+    fn a_crash_only_counted_reaches_the_commit_at_its_next_event() {
+        let running = [
+            E::CommitDurable,
+            E::DurableButNotRepairable,
+            E::CommitAcked,
+            E::RepairStarted,
+        ];
+        for crash_applied_on_time in [false, true] {
+            let (mut lifecycle, _) = run(&running);
+            if crash_applied_on_time {
+                lifecycle.crash();
+            }
+            // Started again after the crash, as if the crash had reached it.
+            assert!(after(&mut lifecycle, 1, 5, E::RepairStarted).is_empty());
+            assert_eq!(lifecycle.stage(), Stage::Running { acked: true });
+            // The same crash, counted again, does not apply twice.
+            assert_eq!(
+                after(&mut lifecycle, 1, 6, E::RepairStarted),
+                vec![RepairBreach::UnexpectedEvent {
+                    stage: Stage::Running { acked: true },
+                    event: E::RepairStarted,
+                }]
+            );
+        }
+        // Without a crash, a second start is a breach.
+        let (mut lifecycle, _) = run(&running);
+        assert_eq!(apply(&mut lifecycle, 5, E::RepairStarted).len(), 1);
     }
 
     #[test]
