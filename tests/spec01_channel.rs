@@ -158,7 +158,7 @@ fn reserve_waits_in_simulated_time_while_the_channel_is_full() {
         p1.send(1);
         p2.send(2);
         let blocked_tx = tx.clone();
-        let waiter = madsim::task::spawn(async move {
+        let waiter = durasim_sim::task::spawn(async move {
             let permit = blocked_tx.reserve().await.expect("open");
             (clock::now(), permit.seq())
         });
@@ -223,7 +223,7 @@ fn many_writers_never_take_more_than_capacity_and_delivery_follows_permit_number
             let mut writers = Vec::new();
             for w in 0..8u64 {
                 let tx = tx.clone();
-                writers.push(madsim::task::spawn(async move {
+                writers.push(durasim_sim::task::spawn(async move {
                     for i in 0..5u64 {
                         let permit = tx.reserve().await.expect("open");
                         let seq = permit.seq();

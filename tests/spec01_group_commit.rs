@@ -90,11 +90,11 @@ fn concurrent_writers_commit_with_distinct_seqs_and_one_fsync_per_batch() {
                         },
                     );
                     ctx.trace("test.ready", &[]);
-                    let coordinator = madsim::task::spawn(gc.coordinator.run());
+                    let coordinator = durasim_sim::task::spawn(gc.coordinator.run());
                     let mut writers = Vec::new();
                     for w in 0..6u64 {
                         let client = gc.client.clone();
-                        writers.push(madsim::task::spawn(async move {
+                        writers.push(durasim_sim::task::spawn(async move {
                             let mut seqs = Vec::new();
                             for i in 0..5u64 {
                                 let page = (w * 100 + i) as u32;
@@ -175,7 +175,7 @@ fn a_batch_where_every_request_conflicts_issues_no_fsync_and_writes_nothing() {
                         ..GroupCommitConfig::default()
                     },
                 );
-                let coordinator = madsim::task::spawn(gc.coordinator.run());
+                let coordinator = durasim_sim::task::spawn(gc.coordinator.run());
                 let first = gc.client.commit(request(1, &[7], 0)).await;
                 assert_eq!(committed_seq(&first), 1);
                 ctx.trace("test.ready", &[]);
@@ -222,7 +222,7 @@ fn conflicts_never_reach_the_wal_and_the_earlier_request_in_a_batch_wins() {
         in_process(&sim, Duration::from_secs(10), |ctx| async move {
             let (wal, recovery) = open_wal(&ctx).await;
             let gc = group_commit(wal, &recovery, GroupCommitConfig::default());
-            let coordinator = madsim::task::spawn(gc.coordinator.run());
+            let coordinator = durasim_sim::task::spawn(gc.coordinator.run());
             assert_eq!(
                 committed_seq(&gc.client.commit(request(1, &[6], 0)).await),
                 1
@@ -278,7 +278,7 @@ fn a_repeated_event_id_is_rejected_for_good_as_receipt_exists() {
         in_process(&sim, Duration::from_secs(10), |ctx| async move {
             let (wal, recovery) = open_wal(&ctx).await;
             let gc = group_commit(wal, &recovery, GroupCommitConfig::default());
-            let coordinator = madsim::task::spawn(gc.coordinator.run());
+            let coordinator = durasim_sim::task::spawn(gc.coordinator.run());
             let with_event = |txn: u64, event: u64| CommitRequest {
                 event_id: Some(event),
                 ..request(txn, &[txn as u32], 0)
@@ -320,7 +320,7 @@ fn batches_never_exceed_max_batch_size() {
                     ..GroupCommitConfig::default()
                 },
             );
-            let coordinator = madsim::task::spawn(gc.coordinator.run());
+            let coordinator = durasim_sim::task::spawn(gc.coordinator.run());
             let requests = (0..10u64).map(|t| request(t, &[t as u32], 0)).collect();
             let answers = one_batch(&gc.client, requests).await;
             assert!(answers
@@ -352,7 +352,7 @@ fn duplicate_txn_ids_are_two_commits_with_two_distinct_seqs() {
         in_process(&sim, Duration::from_secs(10), |ctx| async move {
             let (wal, recovery) = open_wal(&ctx).await;
             let gc = group_commit(wal, &recovery, GroupCommitConfig::default());
-            let coordinator = madsim::task::spawn(gc.coordinator.run());
+            let coordinator = durasim_sim::task::spawn(gc.coordinator.run());
             let answers =
                 one_batch(&gc.client, vec![request(7, &[1], 0), request(7, &[2], 0)]).await;
             let third = gc.client.commit(request(7, &[3], 0)).await;
@@ -408,7 +408,7 @@ fn a_log_returning_the_wrong_number_of_offsets_fails_the_whole_batch() {
                     ..GroupCommitConfig::default()
                 },
             );
-            let coordinator = madsim::task::spawn(gc.coordinator.run());
+            let coordinator = durasim_sim::task::spawn(gc.coordinator.run());
             let answers = one_batch(
                 &gc.client,
                 vec![
@@ -454,7 +454,7 @@ fn shutdown_answers_every_reserved_request_then_refuses_new_ones() {
         in_process(&sim, Duration::from_secs(10), |ctx| async move {
             let (wal, recovery) = open_wal(&ctx).await;
             let gc = group_commit(wal, &recovery, GroupCommitConfig::default());
-            let coordinator = madsim::task::spawn(gc.coordinator.run());
+            let coordinator = durasim_sim::task::spawn(gc.coordinator.run());
             let p1 = gc.client.reserve().await.expect("open");
             let p2 = gc.client.reserve().await.expect("open");
             gc.handle.shutdown();
@@ -552,11 +552,11 @@ async fn serve_and_write(ctx: ProcessCtx, observed: Arc<Mutex<Observed>>) {
         return;
     }
     let gc = group_commit(wal, &recovery, GroupCommitConfig::default());
-    let coordinator = madsim::task::spawn(gc.coordinator.run());
+    let coordinator = durasim_sim::task::spawn(gc.coordinator.run());
     let mut writers = Vec::new();
     for w in 0..4u64 {
         let (client, observed) = (gc.client.clone(), observed.clone());
-        writers.push(madsim::task::spawn(async move {
+        writers.push(durasim_sim::task::spawn(async move {
             for i in 0..5u64 {
                 let txn = w * 100 + i;
                 let r = client.commit(request(txn, &[txn as u32], 0)).await;

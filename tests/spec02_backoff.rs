@@ -62,7 +62,7 @@ async fn start_with_bugs(
         .await
         .expect("recovery");
     let gc = group_commit(wal, &recovery, GroupCommitConfig::default());
-    madsim::task::spawn(gc.coordinator.run());
+    durasim_sim::task::spawn(gc.coordinator.run());
     let retry = RetryLoop::new(policy)
         .with_bugs(bugs)
         .on_terminal_error(move |e| terminal.lock().expect("lock").push(e.clone()))

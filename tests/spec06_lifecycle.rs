@@ -297,7 +297,7 @@ fn contended(rate: f64, budget: Duration) -> Vec<ActorOutcome> {
                     .enumerate()
                     .map(|(i, op)| {
                         let (disk, lock, config) = (disk.clone(), lock.clone(), config.clone());
-                        madsim::task::spawn(async move {
+                        durasim_sim::task::spawn(async move {
                             run_actor(i as u32, &disk, &lock, &config, &op).await
                         })
                     })

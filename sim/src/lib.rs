@@ -10,6 +10,8 @@
 //!   phases, and [`run`], which runs one simulation.
 //! - [`profile`]: fault configurations and named profiles (`swarm` included).
 //! - [`tape`]: the choice tape every fault decision is drawn through.
+//! - [`task`]: spawning tasks that the run's end drops (madsim leaks
+//!   tasks still pending when its runtime is dropped).
 //! - [`trace`]: the typed event log of a run and its digest.
 //!
 //! This crate knows nothing of the systems that run on it. Systems use its
@@ -33,6 +35,7 @@ pub mod net;
 pub mod profile;
 pub mod selftest;
 pub mod tape;
+pub mod task;
 pub mod trace;
 pub mod world;
 

@@ -23,13 +23,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use madsim::runtime::{Handle, Runtime};
-use madsim::task::NodeId;
+use madsim::task::{AbortHandle, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{self, SimTime};
 use crate::disk::{Disk, DiskConfig, DiskState};
 use crate::profile::FaultConfig;
 use crate::tape::{Chooser, Site, Tape, FIRING_HORIZON};
+use crate::task;
 use crate::trace::{EventKind, Phase, StopReason, Trace, TraceDigest, TraceEvent, TraceMode};
 
 /// Index of a simulated process within its run (0, 1, 2, … in creation order).
@@ -757,7 +758,7 @@ impl Sim {
     fn restart_later(&self, id: ProcessId, delay_ms: u64) {
         let epoch = lock(&self.shared).process(id).crash_epoch;
         let sim = self.clone();
-        madsim::task::spawn(async move {
+        task::spawn(async move {
             madsim::time::sleep(Duration::from_millis(delay_ms)).await;
             let still_down = {
                 let s = lock(&sim.shared);
@@ -930,8 +931,8 @@ impl Sim {
         lock(&self.shared).fault_epoch += 1;
         let sim = self.clone();
         let targets = targets.to_vec();
-        madsim::task::spawn(async move { sim.schedule_faults(targets).await });
-        madsim::task::spawn(self.clone().reap_io_crashes());
+        task::spawn(async move { sim.schedule_faults(targets).await });
+        task::spawn(self.clone().reap_io_crashes());
     }
 
     /// The fault scheduler. Every tick each periodic decision (crash, pause
@@ -1089,7 +1090,7 @@ impl Sim {
         let Some(ms) = pause_ms else { return };
         self.pause(id);
         let sim = self.clone();
-        madsim::task::spawn(async move {
+        task::spawn(async move {
             madsim::time::sleep(Duration::from_millis(ms)).await;
             sim.resume(id);
         });
@@ -1180,7 +1181,7 @@ impl Sim {
             self.set_link(from, to, true);
         }
         let sim = self.clone();
-        madsim::task::spawn(async move {
+        task::spawn(async move {
             madsim::time::sleep(Duration::from_millis(ms)).await;
             for (from, to) in links {
                 sim.set_link(from, to, false);
@@ -1278,6 +1279,7 @@ where
     };
     let shared: Shared = Arc::new(Mutex::new(state));
     let previous = CURRENT.with(|c| c.borrow_mut().replace(shared.clone()));
+    let enclosing_tasks = task::begin_run();
 
     let mut runtime = Runtime::with_seed_and_config(config.seed, madsim::Config::default());
     runtime.set_time_limit(config.time_limit);
@@ -1294,7 +1296,7 @@ where
         })
     }))
     .map_err(|payload| classify_panic(payload.as_ref()));
-    shut_down(runtime, &shared);
+    shut_down(runtime, &shared, enclosing_tasks);
     CURRENT.with(|c| *c.borrow_mut() = previous);
 
     let mut s = lock(&shared);
@@ -1319,12 +1321,15 @@ where
     }
 }
 
-/// Kill every node and let the runtime drop their tasks, so a dropped
-/// runtime does not leak them (madsim leaks tasks still pending at drop).
-fn shut_down(runtime: Runtime, shared: &Shared) {
+/// Abort the tasks spawned through [`task::spawn`], kill every node and let
+/// the runtime drop their tasks, so a dropped runtime does not leak them
+/// (madsim leaks tasks still pending at drop). `enclosing_tasks` is the
+/// task list of the run this one is nested in, restored here.
+fn shut_down(runtime: Runtime, shared: &Shared, enclosing_tasks: Vec<AbortHandle>) {
     let nodes: Vec<NodeId> = lock(shared).nodes.keys().copied().collect();
     let handle = runtime.handle().clone();
     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        task::end_run(enclosing_tasks);
         for node in nodes {
             handle.kill(node);
         }

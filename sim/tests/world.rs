@@ -4,7 +4,8 @@
 //! crash; a process crash keeps the page cache and a power loss may not;
 //! pause stalls a process; clock jumps skew `wall_now`; network loss,
 //! duplication, reordering and partitions each fire; hangs, deadlocks,
-//! livelocks (watchdog) and panics come back as failure classes instead of unwinding.
+//! livelocks (watchdog) and panics come back as failure classes instead of unwinding;
+//! a task still waiting when the run ends is dropped with it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -441,4 +442,27 @@ fn a_heal_in_the_instant_of_an_io_crash_leaves_the_restarted_process_running() {
             "seed {seed}: the process never finished after heal"
         );
     }
+}
+
+#[test]
+fn a_task_still_waiting_when_the_run_ends_is_dropped_with_it() {
+    // The task waits on a notification nobody sends: its waker lives inside
+    // the task, so without the run's end aborting it, it would never be
+    // dropped, and neither would anything it holds (usually the world).
+    let held = Arc::new(());
+    let in_task = held.clone();
+    let outcome = run(config(5), move |_sim: Sim| async move {
+        durasim_sim::task::spawn(async move {
+            let _held = in_task;
+            let never = tokio::sync::Notify::new();
+            never.notified().await;
+        });
+        madsim::time::sleep(Duration::from_millis(5)).await;
+    });
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result.err());
+    assert_eq!(
+        Arc::strong_count(&held),
+        1,
+        "the waiting task was not dropped at the run's end"
+    );
 }

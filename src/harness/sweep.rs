@@ -160,15 +160,18 @@ impl SweepSummary {
 }
 
 /// Run `plan`, calling `on_item` (from worker threads, one call at a time)
-/// for every seed as it completes. Returns the items sorted by seed and the
-/// summary.
+/// for every seed as it completes. Returns the failing seeds' items sorted
+/// by seed, and the summary of all of them.
+///
+/// A passing seed is folded into the summary and dropped as soon as it
+/// completes, so a sweep's memory does not grow with its number of seeds
+/// (each item holds its run's whole tape).
 pub fn sweep(
     plan: &SweepPlan,
     on_item: &(dyn Fn(&SweepItem) + Sync),
 ) -> (Vec<SweepItem>, SweepSummary) {
     let next = AtomicU64::new(0);
-    let items: Mutex<Vec<SweepItem>> = Mutex::new(Vec::with_capacity(plan.seeds.len()));
-    let report_lock = Mutex::new(());
+    let collected: Mutex<(Vec<SweepItem>, SweepSummary)> = Mutex::default();
     let jobs = plan.jobs.max(1);
     let watchdog = Watchdog::new(jobs, plan.watchdog);
     // Wall-clock figures and worker threads live outside every simulation.
@@ -179,16 +182,25 @@ pub fn sweep(
         scope.spawn(|| watchdog.watch(&done));
         let workers: Vec<_> = (0..jobs)
             .map(|worker| {
-                let (next, items, report_lock, watchdog) = (&next, &items, &report_lock, &watchdog);
+                let (next, collected, watchdog) = (&next, &collected, &watchdog);
                 scope.spawn(move || loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                     let Some(&seed) = plan.seeds.get(i) else {
                         break;
                     };
                     let item = run_one(plan, seed, watchdog, worker);
-                    let _guard = report_lock.lock().unwrap_or_else(|p| p.into_inner());
+                    // One lock both orders the `on_item` calls and guards
+                    // the results.
+                    let mut collected = collected.lock().unwrap_or_else(|p| p.into_inner());
                     on_item(&item);
-                    items.lock().unwrap_or_else(|p| p.into_inner()).push(item);
+                    let (failures, summary) = &mut *collected;
+                    summary.add(&item.result.line(&item.spec));
+                    if item.confirmed == Some(false) {
+                        summary.nondeterministic += 1;
+                    }
+                    if !item.result.verdict.passed() {
+                        failures.push(item);
+                    }
                 })
             })
             .collect();
@@ -197,17 +209,10 @@ pub fn sweep(
         }
         done.store(true, Ordering::Relaxed);
     });
-    let mut items = items.into_inner().unwrap_or_else(|p| p.into_inner());
-    items.sort_by_key(|item| item.spec.seed);
-    let mut summary = SweepSummary::default();
-    for item in &items {
-        summary.add(&item.result.line(&item.spec));
-        if item.confirmed == Some(false) {
-            summary.nondeterministic += 1;
-        }
-    }
+    let (mut failures, mut summary) = collected.into_inner().unwrap_or_else(|p| p.into_inner());
+    failures.sort_by_key(|item| item.spec.seed);
     summary.wall_secs = started.elapsed().as_secs_f64();
-    (items, summary)
+    (failures, summary)
 }
 
 fn run_one(plan: &SweepPlan, seed: u64, watchdog: &Watchdog, worker: usize) -> SweepItem {

@@ -218,7 +218,7 @@ async fn process(ctx: ProcessCtx, journal: Arc<Journal>, size: u64, bug: bool) {
     let mut writers = Vec::new();
     for w in 0..WRITERS {
         let (tx, journal) = (tx.clone(), journal.clone());
-        writers.push(madsim::task::spawn(async move {
+        writers.push(durasim_sim::task::spawn(async move {
             while journal.taken.load(Ordering::Relaxed) < size {
                 clock::sleep(Duration::from_millis(choose_between(&THINK_MS, 15, 35))).await;
                 let permit: Option<Permit<(u32, u64)>> = if w % 2 == 0 {
@@ -247,7 +247,7 @@ async fn process(ctx: ProcessCtx, journal: Arc<Journal>, size: u64, bug: bool) {
     drop(tx);
     let receiver = {
         let journal = journal.clone();
-        madsim::task::spawn(async move {
+        durasim_sim::task::spawn(async move {
             while let Some((_, message)) = rx.recv().await {
                 lock_recovering(&journal.received).push(message);
                 clock::sleep(Duration::from_millis(3)).await;

@@ -627,7 +627,7 @@ async fn serve_generation(
         journal: journal.clone(),
     };
     let gc = group_commit(log, &recovery, config);
-    let mut coordinator = madsim::task::spawn(gc.coordinator.run());
+    let mut coordinator = durasim_sim::task::spawn(gc.coordinator.run());
     let mut handlers = Vec::new();
     loop {
         let next = {
@@ -645,7 +645,7 @@ async fn serve_generation(
         }
         handlers.retain(|h: &madsim::task::JoinHandle<()>| !h.is_finished());
         let (client, endpoint, journal) = (gc.client.clone(), endpoint.clone(), journal.clone());
-        handlers.push(madsim::task::spawn(async move {
+        handlers.push(durasim_sim::task::spawn(async move {
             handle(client, &endpoint, &journal, generation, from, msg).await
         }));
     }

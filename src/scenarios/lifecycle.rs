@@ -370,7 +370,7 @@ async fn run_host(ctx: ProcessCtx, journal: Arc<Journal>) {
         for (index, posted) in ready {
             let (journal, disk, lock) = (journal.clone(), disk.clone(), lock.clone());
             let sequential = posted.op == LifecycleOp::Reconcile;
-            madsim::task::spawn(async move {
+            durasim_sim::task::spawn(async move {
                 if !sequential {
                     clock::sleep(Duration::from_micros(choose_between(&START_US, 0, 3000))).await;
                 }

@@ -389,7 +389,7 @@ async fn app(ctx: ProcessCtx, journal: Arc<Journal>, size: u64) {
     for p in 0..PRODUCERS {
         let (journal, writer) = (journal.clone(), writer.clone());
         let process = ctx.id();
-        producers.push(madsim::task::spawn(async move {
+        producers.push(durasim_sim::task::spawn(async move {
             produce(p, process, incarnation, &journal, &writer, size).await
         }));
     }

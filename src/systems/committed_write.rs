@@ -148,7 +148,7 @@ impl EventLoop {
     /// process; it ends when every `EventLoop` clone is dropped).
     pub fn spawn(writer: PageWriter) -> EventLoop {
         let (tx, mut rx) = mpsc::unbounded_channel::<QueuedEvent>();
-        madsim::task::spawn(async move {
+        durasim_sim::task::spawn(async move {
             while let Some(mut event) = rx.recv().await {
                 let result = writer.apply(event.event_id, &mut event.handler).await;
                 let _ = event.done.send(result);

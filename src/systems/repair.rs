@@ -552,7 +552,7 @@ impl RepairWorkers {
 
     fn spawn_repair(&self, seq: u64) {
         let inner = Arc::clone(&self.inner);
-        let task = madsim::task::spawn(async move { inner.run_repair(seq).await });
+        let task = durasim_sim::task::spawn(async move { inner.run_repair(seq).await });
         lock_recovering(&self.inner.tasks).push(task);
     }
 

@@ -441,7 +441,7 @@ impl QueuedWriter {
             capacity,
             overflow: config.overflow,
         });
-        madsim::task::spawn(supervise(shared.clone()));
+        durasim_sim::task::spawn(supervise(shared.clone()));
         QueuedWriter { shared }
     }
 
@@ -647,7 +647,7 @@ impl Shared {
         let Some(writer) = lock_recovering(&self.state).writer.clone() else {
             return;
         };
-        madsim::task::spawn(async move {
+        durasim_sim::task::spawn(async move {
             clock::sleep(after).await;
             writer.abort();
         });
@@ -986,7 +986,7 @@ async fn write(shared: Arc<Shared>) {
 /// Run the writer task, restarting it after each crash, until it stops.
 async fn supervise(shared: Arc<Shared>) {
     loop {
-        let task = madsim::task::spawn(write(shared.clone()));
+        let task = durasim_sim::task::spawn(write(shared.clone()));
         lock_recovering(&shared.state).writer = Some(task.abort_handle());
         match task.await {
             Ok(()) => break,
