@@ -190,6 +190,32 @@ type LastRecovery<'h> = (SimTime, &'h [LogEntry], Option<&'h [PageVersion]>);
 /// Issued commits by identity: their sequence numbers and writes.
 type IssuedIndex<'h> = BTreeMap<Identity, Vec<(CommitSeq, &'h [PageWrite])>>;
 
+/// The requests validation rejected, in the order they were noted, and an
+/// index of them by identity that is brought up to date only when a
+/// recovery has something to explain: noting a rejection (thousands per
+/// run) is a push, and each request is indexed once however many
+/// recoveries look.
+#[derive(Debug, Default)]
+struct RejectedRequests<'h> {
+    noted: Vec<&'h BatchRequest>,
+    /// The first `indexed` of `noted`, by identity, in noted order.
+    by_identity: BTreeMap<Identity, Vec<&'h BatchRequest>>,
+    indexed: usize,
+}
+
+impl RejectedRequests<'_> {
+    /// Index the requests noted since the last call.
+    fn catch_up(&mut self) {
+        for request in self.noted.get(self.indexed..).unwrap_or(&[]) {
+            self.by_identity
+                .entry((request.txn_id, request.event_id))
+                .or_default()
+                .push(request);
+        }
+        self.indexed = self.noted.len();
+    }
+}
+
 /// The durable log's state; see the module docs.
 #[derive(Debug, Default)]
 pub struct DurableLog<'h> {
@@ -199,7 +225,7 @@ pub struct DurableLog<'h> {
     base_events: IdSet,
     epoch_events: IdSet,
     ever_applied: IdSet,
-    rejected: BTreeMap<Identity, Vec<&'h BatchRequest>>,
+    rejected: RejectedRequests<'h>,
     last_recovery: Option<LastRecovery<'h>>,
     appended_since_recovery: bool,
     /// Whether the last recovery's log began with the log of the one
@@ -243,10 +269,7 @@ impl<'h> DurableLog<'h> {
 
     /// Validation rejected `request`: it must never be exposed.
     pub fn note_rejected(&mut self, request: &'h BatchRequest) {
-        self.rejected
-            .entry((request.txn_id, request.event_id))
-            .or_default()
-            .push(request);
+        self.rejected.noted.push(request);
     }
 
     /// `request` becomes the next frame; returns its position.
@@ -340,6 +363,7 @@ impl<'h> DurableLog<'h> {
             return findings;
         }
         let excused = |seq: CommitSeq| corruption_from.is_some_and(|from| seq >= from);
+        self.rejected.catch_up();
         let ordered = check_numbering(log, &mut findings);
         let by_seq = SeqLookup::new(log, ordered);
         let mut indexes = LazyIndexes::default();
@@ -538,6 +562,7 @@ impl<'h> DurableLog<'h> {
         }
         let rejected = self
             .rejected
+            .by_identity
             .get(&(entry.txn_id, entry.event_id))
             .and_then(|requests| {
                 requests
