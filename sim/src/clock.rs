@@ -9,11 +9,18 @@
 //! [`sleep`] keeps sub-millisecond delays exact by advancing the clock
 //! inline (the calling task "spends" the time, as a CPU-bound or
 //! device-bound step would) and then yielding, so a 50 µs disk write costs
-//! 50 µs of simulated time. Timeouts (`madsim::time::timeout`) keep the 1 ms
-//! floor.
+//! 50 µs of simulated time. Timeouts ([`timeout`]) keep the 1 ms floor.
+//!
+//! Cost: madsim finds its clock through the runtime's context, cloning its
+//! handles on every call; a run reads the clock for nearly every event, so
+//! [`run`](crate::run) caches the running clock's handle per thread (see
+//! [`enter_run`]) and the functions here read it directly.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::time::Duration;
 
+use madsim::time::{error::Elapsed, TimeHandle};
 use serde::{Deserialize, Serialize};
 
 /// Simulated time since the start of a run, in nanoseconds.
@@ -77,7 +84,47 @@ pub fn now() -> SimTime {
 
 /// Simulated time now, or `None` outside a run.
 pub fn try_now() -> Option<SimTime> {
-    madsim::time::TimeHandle::try_current().map(|handle| SimTime(duration_nanos(handle.elapsed())))
+    with_time(|handle| SimTime(duration_nanos(handle.elapsed())))
+}
+
+thread_local! {
+    /// The clock of the run on this thread, while [`run`](crate::run) runs one.
+    static RUN_CLOCK: RefCell<Option<TimeHandle>> = const { RefCell::new(None) };
+}
+
+/// Cache the clock of the madsim runtime now entered on this thread (call
+/// from inside it), for the run about to start. Returns the clock cached
+/// before (the enclosing run's, when runs nest), for [`leave_run`].
+pub(crate) fn enter_run() -> Option<TimeHandle> {
+    RUN_CLOCK.with(|clock| clock.replace(TimeHandle::try_current()))
+}
+
+/// Restore the clock cached before the run now ending.
+pub(crate) fn leave_run(enclosing: Option<TimeHandle>) {
+    RUN_CLOCK.with(|clock| clock.replace(enclosing));
+}
+
+/// `f` on the running clock: the cached one inside a run, else madsim's
+/// current one (a bare madsim runtime); `None` outside any runtime.
+fn with_time<R>(f: impl FnOnce(&TimeHandle) -> R) -> Option<R> {
+    RUN_CLOCK.with(|clock| match &*clock.borrow() {
+        Some(handle) => Some(f(handle)),
+        None => TimeHandle::try_current().map(|handle| f(&handle)),
+    })
+}
+
+/// The running clock's handle. Panics outside a run, like [`now`].
+fn time_handle() -> TimeHandle {
+    with_time(TimeHandle::clone).expect("simulated time used outside a simulated run")
+}
+
+/// `future`, or [`Elapsed`] if `duration` of simulated time passes first
+/// (at least 1 ms: madsim's timer floor).
+pub fn timeout<F: Future>(
+    duration: Duration,
+    future: F,
+) -> impl Future<Output = Result<F::Output, Elapsed>> {
+    time_handle().timeout(duration, future)
 }
 
 /// The current process's reading of wall-clock time: simulated time plus
@@ -93,10 +140,10 @@ pub fn wall_now() -> SimTime {
 pub async fn sleep(d: Duration) {
     crate::world::watchdog_point();
     if d >= Duration::from_millis(1) {
-        madsim::time::sleep(d).await;
+        time_handle().sleep(d).await;
     } else {
         if !d.is_zero() {
-            madsim::time::TimeHandle::current().advance(d);
+            with_time(|handle| handle.advance(d));
         }
         madsim::task::yield_now().await;
     }

@@ -299,7 +299,7 @@ impl<M: Clone + Send + 'static> Endpoint<M> {
                 Ok(got) => return got,
                 Err((Some(due), notify)) => {
                     let wait = due.since(clock::now());
-                    let _ = madsim::time::timeout(wait, notify.notified()).await;
+                    let _ = crate::clock::timeout(wait, notify.notified()).await;
                 }
                 Err((None, notify)) => notify.notified().await,
             }
@@ -308,7 +308,7 @@ impl<M: Clone + Send + 'static> Endpoint<M> {
 
     /// Receive the next message, or `None` after `timeout` of simulated time.
     pub async fn recv_timeout(&self, timeout: Duration) -> Option<(ProcessId, M)> {
-        madsim::time::timeout(timeout, self.recv()).await.ok()
+        crate::clock::timeout(timeout, self.recv()).await.ok()
     }
 }
 

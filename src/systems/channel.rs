@@ -345,7 +345,7 @@ impl<T> Sender<T> {
         // `reserve` takes its slot without an await between the check and
         // the take, so cancelling it at the timeout cannot leave a slot
         // half taken.
-        match madsim::time::timeout(timeout, self.reserve()).await {
+        match durasim_sim::clock::timeout(timeout, self.reserve()).await {
             Ok(result) => Some(result),
             Err(_) => {
                 self.shared.record(ChannelEvent::ReserveTimedOut);

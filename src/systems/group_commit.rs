@@ -634,7 +634,7 @@ impl<L: CommitLog> Coordinator<L> {
         }
         let wait = self.config.drain_timeout;
         if wait >= Duration::from_millis(1) {
-            return madsim::time::timeout(wait, self.rx.recv())
+            return durasim_sim::clock::timeout(wait, self.rx.recv())
                 .await
                 .ok()
                 .flatten();
