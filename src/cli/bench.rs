@@ -1,6 +1,6 @@
 //! `durasim bench`: seeds/s per scenario on one thread and on all threads,
-//! simulated seconds per wall second, events/s, and how long shrinking
-//! each catalogue bug takes.
+//! simulated seconds per wall second, events/s, the memory a sweep keeps,
+//! and how long shrinking each catalogue bug takes.
 
 use std::time::{Duration, Instant};
 
@@ -31,8 +31,15 @@ pub fn bench(
         .max(8);
     println!("durasim bench: {seeds} seeds per row, profile chaos, default sizes, {cores} core(s)");
     println!(
-        "{:<name_width$} {:>7} {:>10} {:>12} {:>14} {:>12} {:>8}",
-        "scenario", "threads", "seeds/s", "seeds/s/core", "sim s/wall s", "events/s", "ops/seed"
+        "{:<name_width$} {:>7} {:>10} {:>12} {:>14} {:>12} {:>8} {:>10}",
+        "scenario",
+        "threads",
+        "seeds/s",
+        "seeds/s/core",
+        "sim s/wall s",
+        "events/s",
+        "ops/seed",
+        "peak MiB"
     );
     for scenario in targets {
         let mut single = 0.0;
@@ -48,14 +55,18 @@ pub fn bench(
                 jobs,
                 watchdog: Duration::from_secs(60),
             };
+            reset_peak_memory();
             let (_, s) = sweep(&plan, &|_| {});
+            // The row's peak resident memory: a sweep that kept something
+            // per seed (a leaked run, a stored result) grows with the seeds.
+            let peak = peak_resident_mib().map_or("n/a".to_string(), |mib| format!("{mib:.1}"));
             let wall = s.wall_secs.max(1e-9);
             let rate = s.seeds as f64 / wall;
             if jobs == 1 {
                 single = rate;
             }
             println!(
-                "{:<name_width$} {:>7} {:>10.0} {:>12.0} {:>14.0} {:>12.0} {:>8.0}{}",
+                "{:<name_width$} {:>7} {:>10.0} {:>12.0} {:>14.0} {:>12.0} {:>8.0} {:>10}{}",
                 scenario.name(),
                 jobs,
                 rate,
@@ -63,6 +74,7 @@ pub fn bench(
                 s.sim_nanos as f64 / 1e9 / wall,
                 s.events as f64 / wall,
                 s.operations as f64 / s.seeds.max(1) as f64,
+                peak,
                 if jobs > 1 && single > 0.0 {
                     format!("   scaling {:.2}x", rate / single)
                 } else {
@@ -120,4 +132,24 @@ pub fn bench(
         }
     }
     Ok(Outcome::Held)
+}
+
+/// Start a new peak: the kernel resets the peak resident size to the
+/// current one (Linux; elsewhere the peak stays the process's).
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident memory since the last reset, from
+/// `/proc/self/status` (Linux); `None` where that does not exist.
+fn peak_resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: f64 = line["VmHWM:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
