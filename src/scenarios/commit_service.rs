@@ -803,7 +803,7 @@ fn history(
     server: ProcessId,
     image: &BTreeMap<String, Vec<u8>>,
 ) -> models::History {
-    let mut merger = Merger::default();
+    let mut merger = Merger::with_capacity(recorded_count(journal));
     for r in journal.phases.snapshot() {
         let quiescence = matches!(r.event, EventKind::Phase(models::Phase::Quiescence));
         merger.push(r.time, Rank::Harness, r.event);
@@ -890,6 +890,25 @@ fn history(
         permits(generation, &mut merger);
     }
     merger.into_history()
+}
+
+/// How many records the journal holds: room enough for the history.
+fn recorded_count(journal: &Journal) -> usize {
+    let repairs: usize = lock_recovering(&journal.repairs)
+        .iter()
+        .map(Recorder::len)
+        .sum();
+    let generations: usize = lock_recovering(&journal.generations)
+        .iter()
+        .map(|g| g.commits.len() + g.channel.len())
+        .sum();
+    journal.phases.len()
+        + lock_recovering(&journal.settled).len()
+        + repairs
+        + journal.clients.len()
+        + journal.retries.len()
+        + journal.server.len()
+        + generations
 }
 
 /// `RepairSettled` records: the states at quiescence, with the symbols of
