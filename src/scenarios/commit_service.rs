@@ -111,7 +111,7 @@ use crate::systems::group_commit::{
     group_commit, BatchPhase, CommitClient, CommitEvent, CommitRequest, CommitResponse,
     CommittedState, CoordinatorBugs, GroupCommitConfig, PublishHook,
 };
-use crate::systems::record::{lock_recovering, Recorder};
+use crate::systems::record::{lock_recovering, Recorded, Recorder};
 use crate::systems::repair::{
     read_parity_image, RepairConfig, RepairEvent, RepairState, RepairWorkers,
 };
@@ -803,82 +803,93 @@ fn history(
     server: ProcessId,
     image: &BTreeMap<String, Vec<u8>>,
 ) -> models::History {
-    let mut merger = Merger::default();
-    for r in journal.phases.snapshot() {
-        let quiescence = matches!(r.event, EventKind::Phase(models::Phase::Quiescence));
-        merger.push(r.time, Rank::Harness, r.event);
-        if quiescence {
-            // Each commit's repair state at quiescence, right after the
-            // marker.
-            for settled in settled_repairs(journal, image) {
-                merger.push(r.time, Rank::Harness, settled);
+    let mut merger = Merger::with_capacity(recorded_count(journal));
+    journal.phases.with_events(|phases| {
+        for r in phases {
+            merger.push(r.time, Rank::Harness, r.event.clone());
+            if matches!(r.event, EventKind::Phase(models::Phase::Quiescence)) {
+                // Each commit's repair state at quiescence, right after the
+                // marker.
+                for settled in settled_repairs(journal, image) {
+                    merger.push(r.time, Rank::Harness, settled);
+                }
             }
         }
-    }
+    });
     push_repair_events(&lock_recovering(&journal.repairs), &mut merger);
-    for r in journal.clients.snapshot() {
-        match r.event {
-            ClientRec::Invoke { op, process } => merger.push(
-                r.time,
-                Rank::Invoke,
-                EventKind::Invoke {
-                    op,
-                    process,
-                    call: Call::Write { event_id: Some(op) },
-                },
-            ),
-            ClientRec::Complete { op, outcome } => {
-                merger.push(r.time, Rank::Complete, EventKind::Complete { op, outcome })
+    journal.clients.with_events(|clients| {
+        for r in clients {
+            match r.event {
+                ClientRec::Invoke { op, process } => merger.push(
+                    r.time,
+                    Rank::Invoke,
+                    EventKind::Invoke {
+                        op,
+                        process,
+                        call: Call::Write { event_id: Some(op) },
+                    },
+                ),
+                ClientRec::Complete { op, ref outcome } => merger.push(
+                    r.time,
+                    Rank::Complete,
+                    EventKind::Complete {
+                        op,
+                        outcome: outcome.clone(),
+                    },
+                ),
             }
         }
-    }
+    });
     attempts(journal, &mut merger);
-    let submitted = lock_recovering(&journal.submitted).clone();
-    let appended = lock_recovering(&journal.appended).clone();
-    let numbers = BatchNumbers::new(&lock_recovering(&journal.generations));
+    let submitted = lock_recovering(&journal.submitted);
+    let appended = lock_recovering(&journal.appended);
+    let generations = lock_recovering(&journal.generations);
+    let numbers = BatchNumbers::new(&generations);
     let mut append_failed: BTreeMap<(u32, u64), SimTime> = BTreeMap::new();
-    for r in journal.server.snapshot() {
-        let (rank, kind) = match r.event {
-            ServerRec::Crash { during_recovery } => (
-                Rank::Crash,
-                EventKind::ServerCrash {
-                    process: server,
-                    during_recovery,
-                },
-            ),
-            ServerRec::Recovered {
-                log,
-                state,
-                corruption_from,
-            } => (
-                Rank::Server,
-                EventKind::Recovered(Box::new(models::Recovery {
-                    process: server,
-                    log,
-                    state: Some(state),
-                    corruption_reported_from: corruption_from,
-                })),
-            ),
-            ServerRec::Declared {
-                generation,
-                capacity,
-            } => (
-                Rank::Server,
-                EventKind::ChannelDeclared {
-                    channel: generation,
+    journal.server.with_events(|records| {
+        for r in records {
+            let (rank, kind) = match r.event {
+                ServerRec::Crash { during_recovery } => (
+                    Rank::Crash,
+                    EventKind::ServerCrash {
+                        process: server,
+                        during_recovery,
+                    },
+                ),
+                ServerRec::Recovered {
+                    ref log,
+                    ref state,
+                    corruption_from,
+                } => (
+                    Rank::Server,
+                    EventKind::Recovered(Box::new(models::Recovery {
+                        process: server,
+                        log: log.clone(),
+                        state: Some(state.clone()),
+                        corruption_reported_from: corruption_from,
+                    })),
+                ),
+                ServerRec::Declared {
+                    generation,
                     capacity,
-                },
-            ),
-            ServerRec::AppendFailed { generation, batch } => {
-                // Part of its batch's story: placed with the coordinator's
-                // records (see `batches`).
-                append_failed.insert((generation, batch), r.time);
-                continue;
-            }
-        };
-        merger.push(r.time, rank, kind);
-    }
-    for generation in lock_recovering(&journal.generations).iter() {
+                } => (
+                    Rank::Server,
+                    EventKind::ChannelDeclared {
+                        channel: generation,
+                        capacity,
+                    },
+                ),
+                ServerRec::AppendFailed { generation, batch } => {
+                    // Part of its batch's story: placed with the
+                    // coordinator's records (see `batches`).
+                    append_failed.insert((generation, batch), r.time);
+                    continue;
+                }
+            };
+            merger.push(r.time, rank, kind);
+        }
+    });
+    for generation in generations.iter() {
         batches(
             generation,
             &numbers,
@@ -890,6 +901,25 @@ fn history(
         permits(generation, &mut merger);
     }
     merger.into_history()
+}
+
+/// How many records the journal holds: room enough for the history.
+fn recorded_count(journal: &Journal) -> usize {
+    let repairs: usize = lock_recovering(&journal.repairs)
+        .iter()
+        .map(Recorder::len)
+        .sum();
+    let generations: usize = lock_recovering(&journal.generations)
+        .iter()
+        .map(|g| g.commits.len() + g.channel.len())
+        .sum();
+    journal.phases.len()
+        + lock_recovering(&journal.settled).len()
+        + repairs
+        + journal.clients.len()
+        + journal.retries.len()
+        + journal.server.len()
+        + generations
 }
 
 /// `RepairSettled` records: the states at quiescence, with the symbols of
@@ -907,67 +937,69 @@ fn settled_repairs(journal: &Journal, image: &BTreeMap<String, Vec<u8>>) -> Vec<
 }
 
 fn attempts(journal: &Journal, merger: &mut Merger) {
-    let results = lock_recovering(&journal.results).clone();
+    let results = lock_recovering(&journal.results);
     let mut slept: BTreeMap<u64, Duration> = BTreeMap::new();
-    for r in journal.retries.snapshot() {
-        match r.event {
-            RetryEvent::AttemptStarted { write_id, attempt } => {
-                let delay = if attempt <= 1 {
-                    Duration::ZERO
-                } else {
-                    slept.remove(&write_id).unwrap_or_default()
-                };
-                merger.push(
-                    r.time,
-                    Rank::Attempt,
-                    EventKind::AttemptStarted {
-                        op: write_id,
-                        attempt,
-                        delay_before: clock::duration_nanos(delay),
-                    },
-                );
+    journal.retries.with_events(|retries| {
+        for r in retries {
+            match r.event {
+                RetryEvent::AttemptStarted { write_id, attempt } => {
+                    let delay = if attempt <= 1 {
+                        Duration::ZERO
+                    } else {
+                        slept.remove(&write_id).unwrap_or_default()
+                    };
+                    merger.push(
+                        r.time,
+                        Rank::Attempt,
+                        EventKind::AttemptStarted {
+                            op: write_id,
+                            attempt,
+                            delay_before: clock::duration_nanos(delay),
+                        },
+                    );
+                }
+                RetryEvent::AttemptEnded {
+                    write_id,
+                    attempt,
+                    ref outcome,
+                } => {
+                    // What the client learnt, as the attempt recorded it;
+                    // the loop's own classification when missing (it cannot
+                    // tell a lost answer from a rejection, so never
+                    // `Committed`).
+                    let result = match results.get(&(write_id, attempt)) {
+                        Some(result) => result.clone(),
+                        None => match outcome.clone() {
+                            AttemptOutcome::Applied => AttemptResult::Unknown,
+                            AttemptOutcome::Transient(reason) => AttemptResult::Rejected {
+                                class: RejectionClass::Transient,
+                                reason,
+                            },
+                            AttemptOutcome::Permanent(reason) => AttemptResult::Rejected {
+                                class: RejectionClass::Permanent,
+                                reason,
+                            },
+                        },
+                    };
+                    merger.push(
+                        r.time,
+                        Rank::Attempt,
+                        EventKind::AttemptEnded {
+                            op: write_id,
+                            attempt,
+                            result,
+                        },
+                    );
+                }
+                RetryEvent::Backoff {
+                    write_id, delay, ..
+                } => {
+                    slept.insert(write_id, delay);
+                }
+                RetryEvent::Terminal(_) => {}
             }
-            RetryEvent::AttemptEnded {
-                write_id,
-                attempt,
-                outcome,
-            } => {
-                // What the client learnt, as the attempt recorded it; the
-                // loop's own classification when missing (it cannot tell a
-                // lost answer from a rejection, so never `Committed`).
-                let fallback = match outcome {
-                    AttemptOutcome::Applied => AttemptResult::Unknown,
-                    AttemptOutcome::Transient(reason) => AttemptResult::Rejected {
-                        class: RejectionClass::Transient,
-                        reason,
-                    },
-                    AttemptOutcome::Permanent(reason) => AttemptResult::Rejected {
-                        class: RejectionClass::Permanent,
-                        reason,
-                    },
-                };
-                let result = results
-                    .get(&(write_id, attempt))
-                    .cloned()
-                    .unwrap_or(fallback);
-                merger.push(
-                    r.time,
-                    Rank::Attempt,
-                    EventKind::AttemptEnded {
-                        op: write_id,
-                        attempt,
-                        result,
-                    },
-                );
-            }
-            RetryEvent::Backoff {
-                write_id, delay, ..
-            } => {
-                slept.insert(write_id, delay);
-            }
-            RetryEvent::Terminal(_) => {}
         }
-    }
+    });
 }
 
 /// Batches are numbered 1, 2, 3, … per coordinator generation; the
@@ -1012,13 +1044,35 @@ fn batches(
     append_failed: &BTreeMap<(u32, u64), SimTime>,
     merger: &mut Merger,
 ) {
-    let events = generation.commits.snapshot();
+    generation.commits.with_events(|events| {
+        batches_of(
+            generation.id,
+            events,
+            numbers,
+            submitted,
+            appended,
+            append_failed,
+            merger,
+        )
+    });
+}
+
+/// [`batches`] over one generation's recorded `events`.
+fn batches_of(
+    generation: u32,
+    events: &[Recorded<CommitEvent>],
+    numbers: &BatchNumbers,
+    submitted: &BTreeMap<(u32, u64), Submitted>,
+    appended: &BTreeMap<(u32, u64), Vec<u64>>,
+    append_failed: &BTreeMap<(u32, u64), SimTime>,
+    merger: &mut Merger,
+) {
     // First pass: each batch's permits, rejections (in validation order)
     // and published seqs.
     let mut formed: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     let mut rejected: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
     let mut published: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for r in &events {
+    for r in events {
         match &r.event {
             CommitEvent::BatchFormed { batch, requests } => {
                 formed.insert(*batch, requests.iter().map(|(permit, _)| *permit).collect());
@@ -1052,21 +1106,16 @@ fn batches(
                 batch,
                 phase: BatchPhase::Validate,
             } => {
-                let permits = formed.get(&batch).cloned().unwrap_or_default();
+                let permits = formed.get(&batch).map_or(&[][..], Vec::as_slice);
                 let valid = appended
-                    .get(&(generation.id, batch))
-                    .cloned()
-                    .unwrap_or_default();
+                    .get(&(generation, batch))
+                    .map_or(&[][..], Vec::as_slice);
                 let mut next_valid = valid.iter().peekable();
-                let mut rejections = rejected
-                    .get(&batch)
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter();
+                let mut rejections = rejected.get(&batch).map_or(&[][..], Vec::as_slice).iter();
                 let requests = permits
                     .iter()
                     .map(|permit| {
-                        let sub = submitted.get(&(generation.id, *permit));
+                        let sub = submitted.get(&(generation, *permit));
                         let txn_id = sub.map_or(0, |s| s.request.txn_id);
                         // The valid requests are the WAL's frames in order;
                         // the others were rejected, in validation order.
@@ -1076,7 +1125,7 @@ fn batches(
                         } else {
                             let reason = rejections
                                 .next()
-                                .map_or_else(|| "rejected".to_string(), |(_, r)| r);
+                                .map_or_else(|| "rejected".to_string(), |(_, r)| r.clone());
                             models::Verdict::Conflict { reason }
                         };
                         BatchRequest {
@@ -1092,17 +1141,17 @@ fn batches(
                     })
                     .collect();
                 EventKind::BatchValidated {
-                    batch: numbers.id(generation.id, batch),
+                    batch: numbers.id(generation, batch),
                     requests,
                 }
             }
             CommitEvent::Phase {
                 batch,
                 phase: BatchPhase::Append,
-            } => match append_failed.get(&(generation.id, batch)) {
+            } => match append_failed.get(&(generation, batch)) {
                 Some(&failed_at) => {
                     let kind = EventKind::WalAppended {
-                        batch: numbers.id(generation.id, batch),
+                        batch: numbers.id(generation, batch),
                         ok: false,
                     };
                     merger.push(failed_at, Rank::Coordinator, kind);
@@ -1111,17 +1160,18 @@ fn batches(
                 None => continue,
             },
             CommitEvent::Appended { batch, .. } => EventKind::WalAppended {
-                batch: numbers.id(generation.id, batch),
+                batch: numbers.id(generation, batch),
                 ok: true,
             },
             CommitEvent::Fsync { batch, ok } => EventKind::FsyncReturned {
-                batch: numbers.id(generation.id, batch),
+                batch: numbers.id(generation, batch),
                 ok,
             },
             CommitEvent::Published { batch, .. } if published_done.insert(batch) => {
                 EventKind::Published {
-                    batch: numbers.id(generation.id, batch),
-                    commit_seqs: published.get(&batch).cloned().unwrap_or_default(),
+                    batch: numbers.id(generation, batch),
+                    // Published once per batch (`published_done`).
+                    commit_seqs: published.remove(&batch).unwrap_or_default(),
                 }
             }
             _ => continue,
@@ -1133,33 +1183,35 @@ fn batches(
 /// A coordinator generation's channel (channel id = generation).
 fn permits(generation: &Generation, merger: &mut Merger) {
     let channel = generation.id;
-    for r in generation.channel.snapshot() {
-        let kind = match r.event {
-            ChannelEvent::Reserved { seq, .. } => EventKind::PermitReserved {
-                channel,
-                permit: seq,
-            },
-            ChannelEvent::Sent { seq } => EventKind::PermitSent {
-                channel,
-                permit: seq,
-            },
-            ChannelEvent::Aborted {
-                seq,
-                dropped: false,
-            } => EventKind::PermitAborted {
-                channel,
-                permit: seq,
-            },
-            ChannelEvent::Aborted { seq, dropped: true } => EventKind::PermitDropped {
-                channel,
-                permit: seq,
-            },
-            ChannelEvent::Delivered { seq } => EventKind::PermitDelivered {
-                channel,
-                permit: seq,
-            },
-            ChannelEvent::ReserveTimedOut | ChannelEvent::Closed => continue,
-        };
-        merger.push(r.time, Rank::Channel, kind);
-    }
+    generation.channel.with_events(|events| {
+        for r in events {
+            let kind = match r.event {
+                ChannelEvent::Reserved { seq, .. } => EventKind::PermitReserved {
+                    channel,
+                    permit: seq,
+                },
+                ChannelEvent::Sent { seq } => EventKind::PermitSent {
+                    channel,
+                    permit: seq,
+                },
+                ChannelEvent::Aborted {
+                    seq,
+                    dropped: false,
+                } => EventKind::PermitAborted {
+                    channel,
+                    permit: seq,
+                },
+                ChannelEvent::Aborted { seq, dropped: true } => EventKind::PermitDropped {
+                    channel,
+                    permit: seq,
+                },
+                ChannelEvent::Delivered { seq } => EventKind::PermitDelivered {
+                    channel,
+                    permit: seq,
+                },
+                ChannelEvent::ReserveTimedOut | ChannelEvent::Closed => continue,
+            };
+            merger.push(r.time, Rank::Channel, kind);
+        }
+    });
 }

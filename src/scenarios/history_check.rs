@@ -41,26 +41,61 @@ pub(crate) enum Rank {
 }
 
 /// Events from several streams, to be put into one order.
+///
+/// Only the sort keys are sorted: an event is moved once, from where it
+/// was pushed into the history, instead of at every step of a sort.
 #[derive(Debug, Default)]
 pub(crate) struct Merger {
-    events: Vec<(u64, Rank, usize, EventKind)>,
+    /// One per event: time, rank and push position packed into one
+    /// integer that orders as the triple `(time, rank, position)` does
+    /// (see [`Merger::key`]). Positions differ, so no two keys are equal.
+    keys: Vec<u128>,
+    /// The events in push order; each is taken out once, by its key.
+    events: Vec<Option<EventKind>>,
 }
 
+/// Bits of a key that hold the push position.
+const POSITION_BITS: u32 = 48;
+
 impl Merger {
+    /// An empty merger with room for `events` events.
+    pub(crate) fn with_capacity(events: usize) -> Merger {
+        Merger {
+            keys: Vec::with_capacity(events),
+            events: Vec::with_capacity(events),
+        }
+    }
+
     /// Add `kind`, recorded at `time` in a stream of rank `rank`. Events
     /// pushed for one stream must be pushed in their recorded order.
     pub(crate) fn push(&mut self, time: SimTime, rank: Rank, kind: EventKind) {
-        let n = self.events.len();
-        self.events.push((time.as_nanos(), rank, n, kind));
+        self.keys.push(Merger::key(time, rank, self.events.len()));
+        self.events.push(Some(kind));
     }
 
-    /// The merged history.
-    pub(crate) fn into_history(mut self) -> History {
-        self.events
-            .sort_by_key(|(time, rank, n, _)| (*time, *rank, *n));
-        let mut history = History::with_capacity(self.events.len());
-        for (time, _, _, kind) in self.events {
-            history.push(time, kind);
+    /// `(time, rank, position)` as one integer: time in the high 64 bits,
+    /// then the rank, then the position in the low [`POSITION_BITS`].
+    fn key(time: SimTime, rank: Rank, position: usize) -> u128 {
+        let position = position as u128;
+        assert!(position < 1 << POSITION_BITS, "too many events to merge");
+        (u128::from(time.as_nanos()) << 64) | ((rank as u128) << POSITION_BITS) | position
+    }
+
+    /// The merged history: by time, then rank, then push order.
+    pub(crate) fn into_history(self) -> History {
+        let Merger {
+            mut keys,
+            mut events,
+        } = self;
+        // The keys are distinct, so any sort gives the same order; the
+        // stable one finds the pushed streams' sorted runs and merges them.
+        keys.sort();
+        let mut history = History::with_capacity(keys.len());
+        let mask = (1u128 << POSITION_BITS) - 1;
+        for key in keys {
+            let position = (key & mask) as usize;
+            let kind = events[position].take().expect("each event is merged once");
+            history.push((key >> 64) as u64, kind);
         }
         history
     }
@@ -86,4 +121,80 @@ pub(crate) fn findings(history: &History) -> Vec<Finding> {
 /// digest" stands for "same value" in the checks.
 pub(crate) fn digest(payload: &[u8]) -> u64 {
     crate::systems::wal_format::checksum(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const RANKS: [Rank; 9] = [
+        Rank::Harness,
+        Rank::Server,
+        Rank::Coordinator,
+        Rank::Repair,
+        Rank::Channel,
+        Rank::Invoke,
+        Rank::Attempt,
+        Rank::Complete,
+        Rank::Crash,
+    ];
+
+    /// An event that names its push position, so an order can be read back.
+    fn tagged(position: usize) -> EventKind {
+        EventKind::PermitSent {
+            channel: 0,
+            permit: position as u64,
+        }
+    }
+
+    proptest! {
+        /// The merge is a stable sort by (time, rank): equal keys keep their
+        /// push order. Few distinct times and ranks, so ties are common.
+        #[test]
+        fn merges_as_a_stable_sort_by_time_then_rank(
+            pushed in proptest::collection::vec((0u64..4, 0usize..RANKS.len()), 0..200),
+        ) {
+            let mut merger = Merger::default();
+            for (position, &(time, rank)) in pushed.iter().enumerate() {
+                merger.push(SimTime::from_nanos(time), RANKS[rank], tagged(position));
+            }
+            let mut expected: Vec<(u64, Rank, usize)> = pushed
+                .iter()
+                .enumerate()
+                .map(|(position, &(time, rank))| (time, RANKS[rank], position))
+                .collect();
+            expected.sort_by_key(|&(time, rank, _)| (time, rank));
+            let merged: Vec<(u64, EventKind)> = merger
+                .into_history()
+                .events
+                .into_iter()
+                .map(|event| (event.time, event.kind))
+                .collect();
+            let expected: Vec<(u64, EventKind)> = expected
+                .into_iter()
+                .map(|(time, _, position)| (time, tagged(position)))
+                .collect();
+            prop_assert_eq!(merged, expected);
+        }
+    }
+
+    #[test]
+    fn the_latest_time_and_rank_sort_last() {
+        let mut merger = Merger::default();
+        merger.push(SimTime::from_nanos(u64::MAX), Rank::Crash, tagged(0));
+        merger.push(SimTime::from_nanos(u64::MAX), Rank::Harness, tagged(1));
+        merger.push(SimTime::ZERO, Rank::Crash, tagged(2));
+        let order: Vec<(u64, EventKind)> = merger
+            .into_history()
+            .events
+            .into_iter()
+            .map(|event| (event.time, event.kind))
+            .collect();
+        assert_eq!(
+            order,
+            vec![(0, tagged(2)), (u64::MAX, tagged(1)), (u64::MAX, tagged(0))]
+        );
+    }
 }

@@ -54,21 +54,23 @@ pub(crate) fn push_repair_events(incarnations: &[Recorder<RepairEvent>], merger:
     let mut earlier: BTreeMap<u64, u32> = BTreeMap::new();
     for recorder in incarnations {
         let mut here: BTreeMap<u64, u32> = BTreeMap::new();
-        for r in recorder.snapshot() {
-            let seq = r.event.commit_seq;
-            let shift = earlier.get(&seq).copied().unwrap_or(0);
-            let count = here.entry(seq).or_insert(0);
-            *count = (*count).max(r.event.event_seq);
-            merger.push(
-                r.time,
-                Rank::Repair,
-                EventKind::Repair {
-                    commit_seq: seq,
-                    event_seq: shift.saturating_add(r.event.event_seq),
-                    kind: model_kind(&r.event.kind),
-                },
-            );
-        }
+        recorder.with_events(|events| {
+            for r in events {
+                let seq = r.event.commit_seq;
+                let shift = earlier.get(&seq).copied().unwrap_or(0);
+                let count = here.entry(seq).or_insert(0);
+                *count = (*count).max(r.event.event_seq);
+                merger.push(
+                    r.time,
+                    Rank::Repair,
+                    EventKind::Repair {
+                        commit_seq: seq,
+                        event_seq: shift.saturating_add(r.event.event_seq),
+                        kind: model_kind(&r.event.kind),
+                    },
+                );
+            }
+        });
         for (seq, count) in here {
             *earlier.entry(seq).or_insert(0) += count;
         }

@@ -64,6 +64,13 @@ impl<E: Clone> Recorder<E> {
         lock_recovering(&self.events).clone()
     }
 
+    /// What `read` makes of every event so far, without copying the log.
+    /// The log stays locked while `read` runs, so `read` must not use this
+    /// recorder (or a clone of it).
+    pub fn with_events<T>(&self, read: impl FnOnce(&[Recorded<E>]) -> T) -> T {
+        read(&lock_recovering(&self.events))
+    }
+
     /// Every event so far, without times.
     pub fn events(&self) -> Vec<E> {
         lock_recovering(&self.events)
