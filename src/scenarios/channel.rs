@@ -29,7 +29,7 @@ use std::time::Duration;
 use durasim_models::{EventKind, Phase};
 use durasim_sim::{choose_between, clock, ProcessCtx, Sim, Site};
 
-use super::history_check::{findings, Merger, Rank};
+use super::history_check::{findings, permit_event, Merger, Rank};
 use crate::harness::{Finding, RunParams, Scenario, ScenarioFuture, ScenarioReport};
 use crate::systems::channel::{channel_with, ChannelEvent, ChannelOptions, Permit};
 use crate::systems::record::{lock_recovering, Recorder};
@@ -134,36 +134,12 @@ async fn run(sim: Sim, size: u64, bug: bool) -> ScenarioReport {
     for (index, recorder) in lock_recovering(&journal.channels).iter().enumerate() {
         let channel = index as u32 + 1;
         for r in recorder.snapshot() {
-            let kind = match r.event {
-                ChannelEvent::Reserved { seq, .. } => EventKind::PermitReserved {
-                    channel,
-                    permit: seq,
-                },
-                ChannelEvent::Sent { seq } => EventKind::PermitSent {
-                    channel,
-                    permit: seq,
-                },
-                ChannelEvent::Aborted {
-                    seq,
-                    dropped: false,
-                } => EventKind::PermitAborted {
-                    channel,
-                    permit: seq,
-                },
-                ChannelEvent::Aborted { seq, dropped: true } => EventKind::PermitDropped {
-                    channel,
-                    permit: seq,
-                },
-                ChannelEvent::Delivered { seq } => {
-                    delivered.push((channel, seq));
-                    EventKind::PermitDelivered {
-                        channel,
-                        permit: seq,
-                    }
-                }
-                ChannelEvent::ReserveTimedOut | ChannelEvent::Closed => continue,
-            };
-            merger.push(r.time, Rank::Channel, kind);
+            if let ChannelEvent::Delivered { seq } = r.event {
+                delivered.push((channel, seq));
+            }
+            if let Some(kind) = permit_event(channel, &r.event) {
+                merger.push(r.time, Rank::Channel, kind);
+            }
         }
     }
     let history = merger.into_history();

@@ -101,7 +101,7 @@ use durasim_models::{
 };
 use durasim_sim::{clock, Disk, DiskConfig, Endpoint, Net, ProcessCtx, ProcessId, Sim, SimTime};
 
-use super::history_check::{digest, findings, Merger, Rank};
+use super::history_check::{digest, findings, permit_event, Merger, Rank};
 use super::repair_history::{push_repair_events, settled_records};
 use super::rmw_client::{Msg, RmwProtocol};
 use crate::harness::{RunParams, Scenario, ScenarioFuture, ScenarioReport};
@@ -1185,33 +1185,9 @@ fn permits(generation: &Generation, merger: &mut Merger) {
     let channel = generation.id;
     generation.channel.with_events(|events| {
         for r in events {
-            let kind = match r.event {
-                ChannelEvent::Reserved { seq, .. } => EventKind::PermitReserved {
-                    channel,
-                    permit: seq,
-                },
-                ChannelEvent::Sent { seq } => EventKind::PermitSent {
-                    channel,
-                    permit: seq,
-                },
-                ChannelEvent::Aborted {
-                    seq,
-                    dropped: false,
-                } => EventKind::PermitAborted {
-                    channel,
-                    permit: seq,
-                },
-                ChannelEvent::Aborted { seq, dropped: true } => EventKind::PermitDropped {
-                    channel,
-                    permit: seq,
-                },
-                ChannelEvent::Delivered { seq } => EventKind::PermitDelivered {
-                    channel,
-                    permit: seq,
-                },
-                ChannelEvent::ReserveTimedOut | ChannelEvent::Closed => continue,
-            };
-            merger.push(r.time, Rank::Channel, kind);
+            if let Some(kind) = permit_event(channel, &r.event) {
+                merger.push(r.time, Rank::Channel, kind);
+            }
         }
     });
 }

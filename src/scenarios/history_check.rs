@@ -10,10 +10,11 @@
 //! causes; an invocation before its first attempt and a completion after
 //! its last; a crash after everything the dying incarnation did).
 
-use durasim_models::{EventKind, History};
+use durasim_models::{ChannelId, EventKind, History};
 use durasim_sim::SimTime;
 
 use crate::harness::Finding;
+use crate::systems::channel::ChannelEvent;
 
 /// Where an event sorts among the events of the same simulated instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -101,6 +102,38 @@ impl Merger {
     }
 }
 
+/// The history event for what channel `channel` recorded, or `None` for
+/// what the channel models do not see (a reservation that timed out
+/// without taking a slot, the channel closing).
+pub(crate) fn permit_event(channel: ChannelId, event: &ChannelEvent) -> Option<EventKind> {
+    Some(match *event {
+        ChannelEvent::Reserved { seq, .. } => EventKind::PermitReserved {
+            channel,
+            permit: seq,
+        },
+        ChannelEvent::Sent { seq } => EventKind::PermitSent {
+            channel,
+            permit: seq,
+        },
+        ChannelEvent::Aborted {
+            seq,
+            dropped: false,
+        } => EventKind::PermitAborted {
+            channel,
+            permit: seq,
+        },
+        ChannelEvent::Aborted { seq, dropped: true } => EventKind::PermitDropped {
+            channel,
+            permit: seq,
+        },
+        ChannelEvent::Delivered { seq } => EventKind::PermitDelivered {
+            channel,
+            permit: seq,
+        },
+        ChannelEvent::ReserveTimedOut | ChannelEvent::Closed => return None,
+    })
+}
+
 /// Run every checker of the models over `history`; one finding per
 /// violation.
 pub(crate) fn findings(history: &History) -> Vec<Finding> {
@@ -149,6 +182,16 @@ mod tests {
         }
     }
 
+    /// The merged history as (time, event) pairs, in its order.
+    fn merged_order(merger: Merger) -> Vec<(u64, EventKind)> {
+        merger
+            .into_history()
+            .events
+            .into_iter()
+            .map(|event| (event.time, event.kind))
+            .collect()
+    }
+
     proptest! {
         /// The merge is a stable sort by (time, rank): equal keys keep their
         /// push order. Few distinct times and ranks, so ties are common.
@@ -166,12 +209,7 @@ mod tests {
                 .map(|(position, &(time, rank))| (time, RANKS[rank], position))
                 .collect();
             expected.sort_by_key(|&(time, rank, _)| (time, rank));
-            let merged: Vec<(u64, EventKind)> = merger
-                .into_history()
-                .events
-                .into_iter()
-                .map(|event| (event.time, event.kind))
-                .collect();
+            let merged = merged_order(merger);
             let expected: Vec<(u64, EventKind)> = expected
                 .into_iter()
                 .map(|(time, _, position)| (time, tagged(position)))
@@ -186,14 +224,8 @@ mod tests {
         merger.push(SimTime::from_nanos(u64::MAX), Rank::Crash, tagged(0));
         merger.push(SimTime::from_nanos(u64::MAX), Rank::Harness, tagged(1));
         merger.push(SimTime::ZERO, Rank::Crash, tagged(2));
-        let order: Vec<(u64, EventKind)> = merger
-            .into_history()
-            .events
-            .into_iter()
-            .map(|event| (event.time, event.kind))
-            .collect();
         assert_eq!(
-            order,
+            merged_order(merger),
             vec![(0, tagged(2)), (u64::MAX, tagged(1)), (u64::MAX, tagged(0))]
         );
     }
