@@ -93,15 +93,25 @@ thread_local! {
 }
 
 /// Cache the clock of the madsim runtime now entered on this thread (call
-/// from inside it), for the run about to start. Returns the clock cached
-/// before (the enclosing run's, when runs nest), for [`leave_run`].
-pub(crate) fn enter_run() -> Option<TimeHandle> {
-    RUN_CLOCK.with(|clock| clock.replace(TimeHandle::try_current()))
+/// from inside it) for the run about to start, until the returned guard is
+/// dropped: then the clock cached before (the enclosing run's, when runs
+/// nest) is restored, whether the run returned or unwound.
+pub(crate) fn enter_run() -> RunClock {
+    RunClock {
+        enclosing: RUN_CLOCK.with(|clock| clock.replace(TimeHandle::try_current())),
+    }
 }
 
-/// Restore the clock cached before the run now ending.
-pub(crate) fn leave_run(enclosing: Option<TimeHandle>) {
-    RUN_CLOCK.with(|clock| clock.replace(enclosing));
+/// Keeps a run's clock cached; see [`enter_run`].
+pub(crate) struct RunClock {
+    enclosing: Option<TimeHandle>,
+}
+
+impl Drop for RunClock {
+    fn drop(&mut self) {
+        let enclosing = self.enclosing.take();
+        RUN_CLOCK.with(|clock| clock.replace(enclosing));
+    }
 }
 
 /// `f` on the running clock: the cached one inside a run, else madsim's

@@ -1289,9 +1289,7 @@ where
     };
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         runtime.block_on(async move {
-            // Cached until the run ends, whether it returns or panics.
-            let enclosing_clock = clock::enter_run();
-            let _restore = RestoreClock(enclosing_clock);
+            let _run_clock = clock::enter_run();
             let out = main(sim.clone()).await;
             sim.set_phase(Phase::Done);
             lock(&sim.shared).end_time = clock::now();
@@ -1321,16 +1319,6 @@ where
         tape: s.chooser.tape(),
         events: s.trace.take_events(),
         stats,
-    }
-}
-
-/// Restores the clock cache of the enclosing run when the run's main
-/// future ends or unwinds.
-struct RestoreClock(Option<madsim::time::TimeHandle>);
-
-impl Drop for RestoreClock {
-    fn drop(&mut self) {
-        clock::leave_run(self.0.take());
     }
 }
 
