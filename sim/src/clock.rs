@@ -18,6 +18,8 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use madsim::time::{error::Elapsed, TimeHandle};
@@ -129,12 +131,68 @@ fn time_handle() -> TimeHandle {
 }
 
 /// `future`, or [`Elapsed`] if `duration` of simulated time passes first
-/// (at least 1 ms: madsim's timer floor).
+/// (at least 1 ms: madsim's timer floor). The deadline is fixed now, when
+/// the timeout is made; `future` is polled before the deadline is checked.
 pub fn timeout<F: Future>(
     duration: Duration,
     future: F,
 ) -> impl Future<Output = Result<F::Output, Elapsed>> {
-    time_handle().timeout(duration, future)
+    let mut deadline = Sleep::new(duration);
+    async move {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(move |cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Ok(output));
+            }
+            Pin::new(&mut deadline).poll(cx).map(|()| Err(Elapsed))
+        })
+        .await
+    }
+}
+
+/// A madsim sleep that sets its timer once per waker.
+///
+/// madsim's `Sleep` adds a timer every time it is polled while pending,
+/// and timers cannot be cancelled: a task woken for another reason (a
+/// message, a notification) while it also waits on a deadline would add
+/// one more timer per wake-up, each of which later wakes the task for
+/// nothing and adds timers again. This wrapper polls the inner sleep only
+/// when no timer holding the same waker is set yet.
+struct Sleep {
+    inner: madsim::time::Sleep,
+    /// The waker the inner sleep's timer will wake.
+    armed_for: Option<Waker>,
+}
+
+impl Sleep {
+    fn new(duration: Duration) -> Sleep {
+        Sleep {
+            inner: time_handle().sleep(duration),
+            armed_for: None,
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.inner.is_elapsed() {
+            return Poll::Ready(());
+        }
+        if self
+            .armed_for
+            .as_ref()
+            .is_some_and(|armed| armed.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        let polled = Pin::new(&mut self.inner).poll(cx);
+        if polled.is_pending() {
+            self.armed_for = Some(cx.waker().clone());
+        }
+        polled
+    }
 }
 
 /// The current process's reading of wall-clock time: simulated time plus
@@ -150,7 +208,7 @@ pub fn wall_now() -> SimTime {
 pub async fn sleep(d: Duration) {
     crate::world::watchdog_point();
     if d >= Duration::from_millis(1) {
-        time_handle().sleep(d).await;
+        Sleep::new(d).await;
     } else {
         if !d.is_zero() {
             with_time(|handle| handle.advance(d));
