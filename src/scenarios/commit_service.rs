@@ -24,6 +24,13 @@
 //! failure to schedule) are buggified, so they fire in the fault phase
 //! only.
 //!
+//! Workload: four clients write `size` events in bursts, each client
+//! starting its next write on a common tick, so group commit batches
+//! several commits under one fsync and applies spec 01's
+//! first-committer-wins rule inside a batch (two clients write the same
+//! page in each burst). Writes spread evenly instead would reach the
+//! coordinator one at a time and leave nearly every batch a single commit.
+//!
 //! Phases: setup, `start_faults(server)`, a fault phase with the workload,
 //! `heal`, a bounded wait for every client, a bounded wait for the repairs
 //! to settle, quiescence, `final_crash`, and the last recovery read back.
@@ -128,6 +135,9 @@ pub const PUBLISH_BEFORE_FSYNC: &str = "publish-before-fsync";
 pub const ACK_FAILED_FSYNC: &str = "ack-failed-fsync";
 /// Known bug (spec 01): recovery accepts a torn tail batch.
 pub const ACCEPT_TORN_TAIL: &str = "recovery-accepts-torn-tail";
+/// Known bug (spec 01): validation misses a conflict with an earlier
+/// request of the same batch.
+pub const IN_BATCH_CONFLICT_MISSED: &str = "in-batch-conflict-missed";
 
 const CLIENTS: u32 = 4;
 const PAGES: u32 = 3;
@@ -140,6 +150,9 @@ const SHARD_SIZE: usize = 64;
 /// repair fault fires, so this is a few parity syncs per commit).
 const REPAIR_SETTLE_BOUND: Duration = Duration::from_secs(5);
 const FAULT_PHASE: Duration = Duration::from_millis(1500);
+/// Clients start their writes on multiples of this: 25 writes per client
+/// (the default size) span the first second of the fault phase.
+const BURST_TICK: Duration = Duration::from_millis(40);
 /// L1: every write outstanding at heal finishes within this. The longest
 /// wait is one backoff delay of a write that retried through the whole
 /// fault phase (under 2 s with the default curve) plus a commit.
@@ -235,6 +248,7 @@ impl ServerBugs {
             coordinator: CoordinatorBugs {
                 publish_before_fsync: params.bug(PUBLISH_BEFORE_FSYNC),
                 ack_failed_fsync: params.bug(ACK_FAILED_FSYNC),
+                ignore_in_batch_conflicts: params.bug(IN_BATCH_CONFLICT_MISSED),
             },
             accept_torn_tail: params.bug(ACCEPT_TORN_TAIL),
         }
@@ -741,8 +755,14 @@ async fn client(
     let retry = RetryLoop::new(policy).recording_into(journal.retries.clone());
     let rid = AtomicU64::new(0);
     for op in ops {
-        // Think time spreads the workload over the fault phase.
-        clock::sleep(Duration::from_millis(20 + (op * 13) % 40)).await;
+        // Writes start in bursts: every client waits for the next common
+        // tick, so the server gets several commits at once and group commit
+        // forms real batches (one fsync for several commits, and spec 01's
+        // first-committer-wins rule inside a batch). Each burst has two
+        // clients writing the same page (client 0's and client 3's ops map
+        // to the same page while they keep step).
+        let into = clock::now().as_nanos() % clock::duration_nanos(BURST_TICK);
+        clock::sleep(BURST_TICK - Duration::from_nanos(into)).await;
         let page = ((op * 7) % u64::from(PAGES)) as u32;
         journal.clients.record(ClientRec::Invoke {
             op,

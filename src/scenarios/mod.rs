@@ -70,6 +70,12 @@ pub const BUGS: &[KnownBug] = &[
         summary: "recovery trusts the last batch's frames without their checksums, exposing a torn tail (D3)",
     },
     KnownBug {
+        name: commit_service::IN_BATCH_CONFLICT_MISSED,
+        scenario: "commit-service",
+        spec: "01",
+        summary: "validation ignores earlier requests of the same batch; two writes read at one seq both commit, one update lost (D8)",
+    },
+    KnownBug {
         name: channel::DELIVER_IN_SEND_ORDER,
         scenario: "channel",
         spec: "01",

@@ -222,14 +222,19 @@ pub struct GroupCommitConfig {
     pub on_published: Option<PublishHook>,
 }
 
-/// Spec 01's historical coordinator bugs, for canary runs. Every field is
-/// off by default, which is the correct behaviour.
+/// Spec 01's coordinator bugs, historical ones and breaches of its rules,
+/// for canary runs. Every field is off by default, which is the correct
+/// behaviour.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CoordinatorBugs {
     /// Publish (make visible and acknowledge) a batch before its fsync.
     pub publish_before_fsync: bool,
     /// Treat a failed fsync as success and acknowledge the batch.
     pub ack_failed_fsync: bool,
+    /// Validate each request against committed pages only, forgetting the
+    /// pages of earlier valid requests in the same batch: two writes read
+    /// at the same seq and batched together both commit.
+    pub ignore_in_batch_conflicts: bool,
 }
 
 impl Default for GroupCommitConfig {
@@ -770,7 +775,9 @@ impl<L: CommitLog> Coordinator<L> {
                     let _ = submission.reply.send(other);
                 }
                 None => {
-                    claimed_pages.extend(request.write_set_pages.iter().copied());
+                    if !self.config.bugs.ignore_in_batch_conflicts {
+                        claimed_pages.extend(request.write_set_pages.iter().copied());
+                    }
                     claimed_events.extend(request.event_id);
                     let commit_seq = state.commit_seq + 1 + valid.len() as u64;
                     valid.push(Valid {
