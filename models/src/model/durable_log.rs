@@ -31,6 +31,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::growth::reserve_ahead;
 use crate::history::{
     AttemptRef, BatchId, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, PageWrite,
     SimTime, TxnId,
@@ -275,6 +276,8 @@ impl<'h> DurableLog<'h> {
     /// `request` becomes the next frame; returns its position.
     pub fn append(&mut self, batch: BatchId, request: &'h BatchRequest) -> usize {
         self.appended_since_recovery = true;
+        let len_needed = self.frames.len() + 1;
+        reserve_ahead(&mut self.frames, len_needed);
         self.frames.push(Frame {
             request,
             batch,
