@@ -21,9 +21,7 @@
 //! Does not verify: the page state (see `recovered_state`), phases (D5),
 //! serialisability of what was appended (D8 in `first_committer_wins`).
 
-use crate::history::{
-    BatchId, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, SimTime, Verdict,
-};
+use crate::history::{BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, SimTime, Verdict};
 use crate::model::durable_log::{DurableLog, Expected, LogFinding};
 use crate::violation::{InvariantId, Secs};
 
@@ -46,10 +44,10 @@ impl<'h> RecoveredLog<'h> {
     }
 
     /// Append the batch's valid requests; returns the first one's position.
-    pub(crate) fn on_appended(&mut self, batch: BatchId, requests: &'h [BatchRequest]) -> usize {
+    pub(crate) fn on_appended(&mut self, requests: &'h [BatchRequest]) -> usize {
         let first = self.model.frames().len();
         for request in requests.iter().filter(|r| r.verdict == Verdict::Valid) {
-            self.model.append(batch, request);
+            self.model.append(request);
         }
         first
     }
@@ -147,14 +145,14 @@ impl<'h> RecoveredLog<'h> {
                 let ops = expected.origin().map(|o| o.op).into_iter().collect();
                 let message = match expected {
                     Expected::Frame {
-                        published: Some(publication),
+                        published_at: Some(published_at),
                         ..
                     } => format!(
                         "commit seq {seq} (txn {}) was acknowledged at {} but is missing after {crash}",
                         expected.txn_id(),
-                        Secs(publication.time)
+                        Secs(published_at)
                     ),
-                    Expected::Frame { published: None, .. } => format!(
+                    Expected::Frame { published_at: None, .. } => format!(
                         "commit seq {seq} (txn {}) is missing after {crash}",
                         expected.txn_id()
                     ),

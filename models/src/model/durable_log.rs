@@ -33,29 +33,19 @@ use std::collections::BTreeMap;
 
 use crate::growth::reserve_ahead;
 use crate::history::{
-    AttemptRef, BatchId, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, PageWrite,
-    SimTime, TxnId,
+    AttemptRef, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, PageWrite, SimTime, TxnId,
 };
 use crate::id_map::IdSet;
 
-/// One frame appended in the current epoch.
-#[derive(Debug, Clone)]
+/// One frame appended in the current epoch (kept small: an epoch can hold
+/// hundreds of thousands of frames).
+#[derive(Debug, Clone, Copy)]
 pub struct Frame<'h> {
     /// The request it holds.
     pub request: &'h BatchRequest,
-    /// The batch that appended it.
-    pub batch: BatchId,
-    /// Set once its batch published it.
-    pub published: Option<Publication>,
-}
-
-/// When and as what a frame was published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Publication {
-    /// The commit sequence number assigned.
-    pub seq: CommitSeq,
-    /// When.
-    pub time: SimTime,
+    /// When its batch published it, once it did. (The sequence number it
+    /// was published as is checked against its position at publication.)
+    pub published_at: Option<SimTime>,
 }
 
 /// A commit the model expected, for explaining findings.
@@ -74,8 +64,8 @@ pub enum Expected<'h> {
         seq: CommitSeq,
         /// The request.
         request: &'h BatchRequest,
-        /// Its publication, if any.
-        published: Option<Publication>,
+        /// When it was published, if it was.
+        published_at: Option<SimTime>,
     },
 }
 
@@ -274,14 +264,13 @@ impl<'h> DurableLog<'h> {
     }
 
     /// `request` becomes the next frame; returns its position.
-    pub fn append(&mut self, batch: BatchId, request: &'h BatchRequest) -> usize {
+    pub fn append(&mut self, request: &'h BatchRequest) -> usize {
         self.appended_since_recovery = true;
         let len_needed = self.frames.len() + 1;
         reserve_ahead(&mut self.frames, len_needed);
         self.frames.push(Frame {
             request,
-            batch,
-            published: None,
+            published_at: None,
         });
         self.frames.len() - 1
     }
@@ -297,10 +286,10 @@ impl<'h> DurableLog<'h> {
         let Some(frame) = self.frames.get_mut(position) else {
             return Vec::new();
         };
-        if frame.published.is_some() {
+        if frame.published_at.is_some() {
             return Vec::new();
         }
-        frame.published = Some(Publication { seq, time });
+        frame.published_at = Some(time);
         let request = frame.request;
         let mut findings = Vec::new();
         if seq != expected {
@@ -403,13 +392,13 @@ impl<'h> DurableLog<'h> {
             let expected = Expected::Frame {
                 seq,
                 request,
-                published: frame.published,
+                published_at: frame.published_at,
             };
             if !self.explain_mismatch(by_seq.get(seq), seq, &expected, &mut indexes, &mut findings)
             {
                 continue;
             }
-            if frame.published.is_some()
+            if frame.published_at.is_some()
                 && !excused(seq)
                 && !indexes.log_holds(log, request.txn_id, request.event_id, &request.writes)
             {
@@ -460,7 +449,7 @@ impl<'h> DurableLog<'h> {
                 })
             && lost.iter().enumerate().all(|(offset, frame)| {
                 let seq = self.seq_of_position(new.len() + offset);
-                frame.published.is_none() || corruption_from.is_some_and(|from| seq >= from)
+                frame.published_at.is_none() || corruption_from.is_some_and(|from| seq >= from)
             })
     }
 
@@ -748,7 +737,7 @@ mod tests {
         let requests = [request(1, 1, 1), request(2, 2, 2), request(3, 3, 3)];
         let mut model = DurableLog::new();
         for r in &requests {
-            model.append(1, r);
+            model.append(r);
         }
         assert!(model.publish(0, 1, 10).is_empty());
         let log = vec![entry(1, &requests[0]), entry(2, &requests[1])];
@@ -773,12 +762,12 @@ mod tests {
     fn a_recovery_extends_the_previous_log_only_entry_for_entry() {
         let requests = [request(1, 1, 1), request(2, 2, 2), request(3, 3, 3)];
         let mut model = DurableLog::new();
-        model.append(1, &requests[0]);
+        model.append(&requests[0]);
         let first = vec![entry(1, &requests[0])];
         assert!(model.recover(10, &first, None, None).is_empty());
         assert!(model.extends_previous(), "the empty log is a prefix of any");
-        model.append(2, &requests[1]);
-        model.append(2, &requests[2]);
+        model.append(&requests[1]);
+        model.append(&requests[2]);
         model.publish(1, 3, 15);
         let lost = vec![entry(1, &requests[0]), entry(2, &requests[1])];
         assert!(matches!(
@@ -786,7 +775,7 @@ mod tests {
             [LogFinding::MustExistMissing { seq: 3, .. }]
         ));
         assert!(model.extends_previous(), "a finding past the base keeps it");
-        model.append(3, &requests[2]);
+        model.append(&requests[2]);
         let rewritten = vec![entry(1, &requests[1])];
         assert!(!model.recover(30, &rewritten, None, None).is_empty());
         assert!(!model.extends_previous());
@@ -798,7 +787,7 @@ mod tests {
     fn losing_a_published_frame_or_an_observed_commit_is_found() {
         let requests = [request(1, 1, 1), request(2, 2, 2)];
         let mut model = DurableLog::new();
-        model.append(1, &requests[0]);
+        model.append(&requests[0]);
         model.publish(0, 1, 10);
         assert!(matches!(
             model.recover(20, &[], None, None)[..],
@@ -806,10 +795,10 @@ mod tests {
         ));
 
         let mut model = DurableLog::new();
-        model.append(1, &requests[0]);
+        model.append(&requests[0]);
         let first = vec![entry(1, &requests[0])];
         assert!(model.recover(20, &first, None, None).is_empty());
-        model.append(2, &requests[1]);
+        model.append(&requests[1]);
         assert!(matches!(
             model.recover(30, &[], None, None)[..],
             [LogFinding::MustExistMissing {
@@ -831,8 +820,8 @@ mod tests {
         };
         let mut model = DurableLog::new();
         model.note_rejected(&rejected);
-        model.append(1, &requests[0]);
-        model.append(1, &requests[1]);
+        model.append(&requests[0]);
+        model.append(&requests[1]);
         let mut torn = entry(1, &requests[0]);
         torn.writes[0].value = 77;
         let log = vec![torn, entry(2, &rejected), entry(3, &requests[1])];
