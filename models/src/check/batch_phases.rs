@@ -69,6 +69,15 @@ pub(crate) struct BatchPhases<'h> {
     last_log: RecoveredLogSeen,
 }
 
+/// A walk of a recovered log under way: where it started, and whether an
+/// entry walked so far (or one before the start) had an event id that
+/// belonged to no write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecoveryWalk {
+    pub(crate) from: usize,
+    unowned: bool,
+}
+
 /// See [`BatchPhases::on_recovered`].
 #[derive(Debug, Default, Clone, Copy)]
 struct RecoveredLogSeen {
@@ -281,30 +290,73 @@ impl<'h> BatchPhases<'h> {
         extends_previous: bool,
         owners: &mut EventOwners,
     ) {
-        let changes = owners.take_changes();
+        let mut walk = self.recovery_walk(log.len(), extends_previous, owners);
+        for entry in log.get(walk.from..).unwrap_or(&[]) {
+            self.credit_recovered(&mut walk, time, entry, owners);
+        }
+        self.end_recovery_walk(walk, log.len(), owners);
+    }
+
+    /// Where [`BatchPhases::on_recovered`] starts walking a log of
+    /// `log_len` entries (the caller may walk it itself, through
+    /// [`BatchPhases::credit_recovered`] and
+    /// [`BatchPhases::end_recovery_walk`]).
+    pub(crate) fn recovery_walk(
+        &self,
+        log_len: usize,
+        extends_previous: bool,
+        owners: &EventOwners,
+    ) -> RecoveryWalk {
+        let changes = owners.changes();
         let prefix_unchanged = extends_previous
             && !changes.remapped
             && !(self.last_log.had_unowned_event && changes.mapped);
-        let (to_walk, had_unowned_event) = match log.get(self.last_log.len..) {
-            Some(new_entries) if prefix_unchanged => (new_entries, self.last_log.had_unowned_event),
-            _ => (log, false),
-        };
-        let mut unowned = had_unowned_event;
-        for entry in to_walk {
-            let Some(event_id) = entry.event_id else {
-                continue;
-            };
-            let Some(op) = owners.latest_owner(event_id) else {
-                unowned = true;
-                continue;
-            };
-            self.recovered_by_op
-                .get_or_insert_with(op, || (entry.seq, time));
+        if prefix_unchanged && self.last_log.len <= log_len {
+            RecoveryWalk {
+                from: self.last_log.len,
+                unowned: self.last_log.had_unowned_event,
+            }
+        } else {
+            RecoveryWalk {
+                from: 0,
+                unowned: false,
+            }
         }
-        self.last_log = RecoveredLogSeen {
-            len: log.len(),
-            had_unowned_event: unowned,
+    }
+
+    /// Credit the write that owns `entry`'s event id with its recovery at
+    /// `time` (the first recovery to expose it counts).
+    #[inline]
+    pub(crate) fn credit_recovered(
+        &mut self,
+        walk: &mut RecoveryWalk,
+        time: SimTime,
+        entry: &LogEntry,
+        owners: &EventOwners,
+    ) {
+        let Some(event_id) = entry.event_id else {
+            return;
         };
+        let Some(op) = owners.latest_owner(event_id) else {
+            walk.unowned = true;
+            return;
+        };
+        self.recovered_by_op
+            .get_or_insert_with(op, || (entry.seq, time));
+    }
+
+    /// The walk of a log of `log_len` entries is over.
+    pub(crate) fn end_recovery_walk(
+        &mut self,
+        walk: RecoveryWalk,
+        log_len: usize,
+        owners: &mut EventOwners,
+    ) {
+        self.last_log = RecoveredLogSeen {
+            len: log_len,
+            had_unowned_event: walk.unowned,
+        };
+        owners.clear_changes();
     }
 
     pub(crate) fn on_crash(&mut self) {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use crate::history::{EventId, OpId};
 use crate::id_map::IdMap;
 
-/// How the table changed since [`EventOwners::take_changes`] was last
+/// How the table changed since [`EventOwners::clear_changes`] was last
 /// called.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct OwnerChanges {
@@ -75,9 +75,14 @@ impl EventOwners {
         self.latest.get(event_id).copied()
     }
 
-    /// How the table changed since the last call.
-    pub(crate) fn take_changes(&mut self) -> OwnerChanges {
-        std::mem::take(&mut self.changes)
+    /// How the table changed since the last [`EventOwners::clear_changes`].
+    pub(crate) fn changes(&self) -> OwnerChanges {
+        self.changes
+    }
+
+    /// Forget the changes so far.
+    pub(crate) fn clear_changes(&mut self) {
+        self.changes = OwnerChanges::default();
     }
 }
 
@@ -89,10 +94,11 @@ mod tests {
     fn the_first_claimer_owns_an_id_and_the_latest_is_credited() {
         let mut owners = EventOwners::default();
         assert_eq!(owners.claim(7, 1, true), None);
-        assert!(!owners.take_changes().remapped);
+        assert!(!owners.changes().remapped);
+        owners.clear_changes();
         assert_eq!(owners.claim(7, 2, true), Some(1), "op 2 collides with op 1");
         assert_eq!(owners.latest_owner(7), Some(2));
-        assert!(owners.take_changes().remapped);
+        assert!(owners.changes().remapped);
         assert_eq!(owners.claim(7, 3, true), Some(1), "op 1 still owns it");
         assert_eq!(
             owners.claim(7, 2, false),

@@ -44,7 +44,7 @@ mod repair_settles;
 mod retry_bounded;
 mod snapshot_restart;
 
-use crate::history::{EventKind, History, OpId, Phase, SimTime};
+use crate::history::{EventKind, History, OpId, Phase, Recovery, SimTime};
 use crate::violation::{InvariantId, Violation};
 
 /// Run every checker over `history`; violations sorted by time, invariant,
@@ -226,19 +226,7 @@ impl<'h> Driver<'h> {
                 self.queues.on_crash();
                 self.repairs.on_crash();
             }
-            EventKind::Recovered(recovery) => {
-                let log = &recovery.log;
-                let state = recovery.state.as_deref();
-                self.log
-                    .on_recovered(time, log, state, recovery.corruption_reported_from, report);
-                let extends_previous = self.log.model().extends_previous();
-                self.batches
-                    .on_recovered(time, log, extends_previous, &mut self.owners);
-                self.state
-                    .on_recovered(time, log, extends_previous, state, report);
-                self.fcw.on_recovered(log, self.state.replayed());
-                self.reads.on_recovered(time, log, report);
-            }
+            EventKind::Recovered(recovery) => self.on_recovered(time, recovery),
             EventKind::Repair {
                 commit_seq,
                 event_seq,
@@ -333,6 +321,45 @@ impl<'h> Driver<'h> {
                 self.snapshots.on_returned(time, *op, *result, report)
             }
         }
+    }
+
+    /// A recovery: the durable log judges it, and when it keeps the
+    /// previous log as its prefix the batches' recovery credit and the page
+    /// replay ride on the durable log's walk of the new entries (each would
+    /// walk exactly those) instead of walking them again.
+    fn on_recovered(&mut self, time: SimTime, recovery: &'h Recovery) {
+        let log = &recovery.log;
+        let state = recovery.state.as_deref();
+        let corruption_from = recovery.corruption_reported_from;
+        let report = &mut self.report;
+        let base_len = self.log.model().base().len();
+        let mut walk = self.batches.recovery_walk(log.len(), true, &self.owners);
+        let replay_from = self.state.replay_from(log.len(), true);
+        let visited = if walk.from == base_len && replay_from == Some(base_len) {
+            let (batches, replayed, owners) = (&mut self.batches, &mut self.state, &self.owners);
+            self.log
+                .on_recovered(time, log, state, corruption_from, report, |entry| {
+                    batches.credit_recovered(&mut walk, time, entry, owners);
+                    replayed.replay(entry);
+                })
+        } else {
+            self.log
+                .on_recovered(time, log, state, corruption_from, report, |_| {});
+            false
+        };
+        if visited {
+            self.batches
+                .end_recovery_walk(walk, log.len(), &mut self.owners);
+            self.state.end_replay(time, log, state, report);
+        } else {
+            let extends_previous = self.log.model().extends_previous();
+            self.batches
+                .on_recovered(time, log, extends_previous, &mut self.owners);
+            self.state
+                .on_recovered(time, log, extends_previous, state, report);
+        }
+        self.fcw.on_recovered(log, self.state.replayed());
+        self.reads.on_recovered(time, log, report);
     }
 
     fn on_phase(&mut self, time: SimTime, phase: Phase) {

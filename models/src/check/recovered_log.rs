@@ -79,6 +79,9 @@ impl<'h> RecoveredLog<'h> {
         self.last_crash = Some(time);
     }
 
+    /// Check a recovery; `visit` sees the entries past the old base when
+    /// the log cleanly extends it (see [`DurableLog::recover_visiting`]),
+    /// and the return value says whether it did.
     pub(crate) fn on_recovered(
         &mut self,
         time: SimTime,
@@ -86,13 +89,15 @@ impl<'h> RecoveredLog<'h> {
         state: Option<&'h [PageVersion]>,
         corruption_reported_from: Option<CommitSeq>,
         report: &mut Report,
-    ) {
-        for finding in self
-            .model
-            .recover(time, log, state, corruption_reported_from)
-        {
+        visit: impl FnMut(&'h LogEntry),
+    ) -> bool {
+        let (findings, visited) =
+            self.model
+                .recover_visiting(time, log, state, corruption_reported_from, visit);
+        for finding in findings {
             self.explain(time, finding, report);
         }
+        visited
     }
 
     /// The durable log model, as of now.
