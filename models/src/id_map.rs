@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::growth::reserve_ahead;
+
 /// How far past the dense part an id may be and still extend it.
 const DENSE_SLACK: u64 = 1 << 16;
 
@@ -221,6 +223,7 @@ impl<V: Default> IdMap<V> {
         let Some(new_len) = grown_len(self.dense.len() as u64, id, self.inserted) else {
             return;
         };
+        reserve_ahead(&mut self.dense, new_len);
         self.dense.resize_with(new_len, V::default);
         self.present.resize(new_len.div_ceil(64), 0);
         // Keep "every id below dense.len() lives in dense" true.

@@ -19,6 +19,7 @@
 )]
 
 pub mod check;
+mod growth;
 pub mod history;
 mod id_map;
 pub mod model;

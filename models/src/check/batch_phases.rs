@@ -17,13 +17,14 @@
 //! file does not judge batching efficiency.
 
 use crate::history::{
-    AttemptResult, BatchId, BatchRequest, CommitSeq, EventId, LogEntry, OkValue, OpId, Outcome,
-    SimTime, Verdict,
+    AttemptResult, BatchId, BatchRequest, CommitSeq, LogEntry, OkValue, OpId, Outcome, SimTime,
+    Verdict,
 };
 use crate::id_map::{IdMap, IdSet};
 use crate::violation::{InvariantId, Secs};
 use crate::window_map::WindowMap;
 
+use super::event_owners::EventOwners;
 use super::Report;
 
 #[derive(Debug, Clone, Copy)]
@@ -58,8 +59,6 @@ pub(crate) struct BatchPhases<'h> {
     epoch: u64,
     /// Latest publication per op: (attempt, commit seq, time).
     published_by_op: IdMap<(u32, CommitSeq, SimTime)>,
-    /// The write op that owns each event id.
-    op_by_event: IdMap<OpId>,
     /// Per op, the commit seq and time at which a recovery first exposed
     /// its event id: durable evidence that backs an acknowledgement as well
     /// as a publication does (a client that lost the response, retried and
@@ -68,10 +67,15 @@ pub(crate) struct BatchPhases<'h> {
     /// What the last recovery's log taught: its length, and whether one of
     /// its event ids belonged to no write then.
     last_log: RecoveredLogSeen,
-    /// Whether `op_by_event` changed since the last recovery: a new event
-    /// id, or an event id moved to another op.
-    mapped_since_recovery: bool,
-    remapped_since_recovery: bool,
+}
+
+/// A walk of a recovered log under way: where it started, and whether an
+/// entry walked so far (or one before the start) had an event id that
+/// belonged to no write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecoveryWalk {
+    pub(crate) from: usize,
+    unowned: bool,
 }
 
 /// See [`BatchPhases::on_recovered`].
@@ -270,18 +274,6 @@ impl<'h> BatchPhases<'h> {
         (appended.epoch == epoch).then_some((appended.first_position, slot.requests))
     }
 
-    /// A write op carrying `event_id` was invoked.
-    pub(crate) fn on_write_invoked(&mut self, op: OpId, event_id: EventId) {
-        self.mapped_since_recovery = true;
-        if self
-            .op_by_event
-            .insert(event_id, op)
-            .is_some_and(|previous| previous != op)
-        {
-            self.remapped_since_recovery = true;
-        }
-    }
-
     /// A recovery exposed `log`, which begins with the previous recovery's
     /// log when `extends_previous`.
     ///
@@ -289,33 +281,82 @@ impl<'h> BatchPhases<'h> {
     /// in it now names another op than it did then. That needs a remapped
     /// event id, or a new one that the previous log already held (then it
     /// held an event id that belonged to no write): otherwise only the new
-    /// entries are walked.
-    pub(crate) fn on_recovered(&mut self, time: SimTime, log: &[LogEntry], extends_previous: bool) {
-        let prefix_unchanged = extends_previous
-            && !self.remapped_since_recovery
-            && !(self.last_log.had_unowned_event && self.mapped_since_recovery);
-        let (to_walk, had_unowned_event) = match log.get(self.last_log.len..) {
-            Some(new_entries) if prefix_unchanged => (new_entries, self.last_log.had_unowned_event),
-            _ => (log, false),
-        };
-        let mut unowned = had_unowned_event;
-        for entry in to_walk {
-            let Some(event_id) = entry.event_id else {
-                continue;
-            };
-            let Some(op) = self.op_by_event.get(event_id).copied() else {
-                unowned = true;
-                continue;
-            };
-            self.recovered_by_op
-                .get_or_insert_with(op, || (entry.seq, time));
+    /// entries are walked. Each entry is credited to the latest write that
+    /// carried its event id (`owners`).
+    pub(crate) fn on_recovered(
+        &mut self,
+        time: SimTime,
+        log: &[LogEntry],
+        extends_previous: bool,
+        owners: &mut EventOwners,
+    ) {
+        let mut walk = self.recovery_walk(log.len(), extends_previous, owners);
+        for entry in log.get(walk.from..).unwrap_or(&[]) {
+            self.credit_recovered(&mut walk, time, entry, owners);
         }
-        self.last_log = RecoveredLogSeen {
-            len: log.len(),
-            had_unowned_event: unowned,
+        self.end_recovery_walk(walk, log.len(), owners);
+    }
+
+    /// Where [`BatchPhases::on_recovered`] starts walking a log of
+    /// `log_len` entries (the caller may walk it itself, through
+    /// [`BatchPhases::credit_recovered`] and
+    /// [`BatchPhases::end_recovery_walk`]).
+    pub(crate) fn recovery_walk(
+        &self,
+        log_len: usize,
+        extends_previous: bool,
+        owners: &EventOwners,
+    ) -> RecoveryWalk {
+        let changes = owners.changes();
+        let prefix_unchanged = extends_previous
+            && !changes.remapped
+            && !(self.last_log.had_unowned_event && changes.mapped);
+        if prefix_unchanged && self.last_log.len <= log_len {
+            RecoveryWalk {
+                from: self.last_log.len,
+                unowned: self.last_log.had_unowned_event,
+            }
+        } else {
+            RecoveryWalk {
+                from: 0,
+                unowned: false,
+            }
+        }
+    }
+
+    /// Credit the write that owns `entry`'s event id with its recovery at
+    /// `time` (the first recovery to expose it counts).
+    #[inline]
+    pub(crate) fn credit_recovered(
+        &mut self,
+        walk: &mut RecoveryWalk,
+        time: SimTime,
+        entry: &LogEntry,
+        owners: &EventOwners,
+    ) {
+        let Some(event_id) = entry.event_id else {
+            return;
         };
-        self.mapped_since_recovery = false;
-        self.remapped_since_recovery = false;
+        let Some(op) = owners.latest_owner(event_id) else {
+            walk.unowned = true;
+            return;
+        };
+        self.recovered_by_op
+            .get_or_insert_with(op, || (entry.seq, time));
+    }
+
+    /// The walk of a log of `log_len` entries is over.
+    pub(crate) fn end_recovery_walk(
+        &mut self,
+        walk: RecoveryWalk,
+        log_len: usize,
+        owners: &mut EventOwners,
+    ) {
+        self.last_log = RecoveredLogSeen {
+            len: log_len,
+            had_unowned_event: walk.unowned,
+        };
+        owners.clear_changes();
     }
 
     pub(crate) fn on_crash(&mut self) {
@@ -397,6 +438,7 @@ impl<'h> BatchPhases<'h> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::EventId;
 
     fn entry(seq: CommitSeq, event_id: EventId) -> LogEntry {
         LogEntry {
@@ -412,22 +454,23 @@ mod tests {
         let log = vec![entry(1, 7)];
         let longer = vec![entry(1, 7), entry(2, 8)];
         let mut batches = BatchPhases::default();
-        batches.on_recovered(10, &log, true);
+        let mut owners = EventOwners::default();
+        batches.on_recovered(10, &log, true, &mut owners);
         assert!(
             batches.recovered_by_op.get(3).is_none(),
             "event 7 has no op"
         );
-        batches.on_write_invoked(3, 7);
-        batches.on_write_invoked(5, 8);
-        batches.on_recovered(20, &longer, true);
+        owners.claim(7, 3, true);
+        owners.claim(8, 5, true);
+        batches.on_recovered(20, &longer, true, &mut owners);
         assert_eq!(
             batches.recovered_by_op.get(3),
             Some(&(1, 20)),
             "the common prefix is walked again: it held an unowned event id"
         );
         assert_eq!(batches.recovered_by_op.get(5), Some(&(2, 20)));
-        batches.on_write_invoked(4, 7);
-        batches.on_recovered(30, &longer, true);
+        owners.claim(7, 4, true);
+        batches.on_recovered(30, &longer, true, &mut owners);
         assert_eq!(
             batches.recovered_by_op.get(4),
             Some(&(1, 30)),

@@ -31,6 +31,7 @@
 mod batch_phases;
 mod channels;
 mod declared;
+mod event_owners;
 mod first_committer_wins;
 mod lifecycle_consistent;
 mod liveness;
@@ -43,7 +44,7 @@ mod repair_settles;
 mod retry_bounded;
 mod snapshot_restart;
 
-use crate::history::{Call, EventKind, History, OpId, Phase, SimTime};
+use crate::history::{EventKind, History, OpId, Phase, Recovery, SimTime};
 use crate::violation::{InvariantId, Violation};
 
 /// Run every checker over `history`; violations sorted by time, invariant,
@@ -103,6 +104,7 @@ struct Driver<'h> {
     report: Report,
     phases: Phases,
     ops: op_lifecycle::OpLifecycle,
+    owners: event_owners::EventOwners,
     batches: batch_phases::BatchPhases<'h>,
     log: recovered_log::RecoveredLog<'h>,
     state: recovered_state::RecoveredState<'h>,
@@ -122,6 +124,7 @@ impl<'h> Driver<'h> {
             report: Report::default(),
             phases: Phases::default(),
             ops: op_lifecycle::OpLifecycle::default(),
+            owners: event_owners::EventOwners::default(),
             batches: batch_phases::BatchPhases::default(),
             log: recovered_log::RecoveredLog::default(),
             state: recovered_state::RecoveredState::default(),
@@ -142,13 +145,8 @@ impl<'h> Driver<'h> {
         match kind {
             EventKind::Phase(phase) => self.on_phase(time, *phase),
             EventKind::Invoke { op, process, call } => {
-                if let Call::Write {
-                    event_id: Some(event_id),
-                } = call
-                {
-                    self.batches.on_write_invoked(*op, *event_id);
-                }
-                self.ops.on_invoke(time, *op, *process, call, report)
+                self.ops
+                    .on_invoke(time, *op, *process, call, &mut self.owners, report)
             }
             EventKind::Complete { op, outcome } => {
                 let read_page = self
@@ -204,7 +202,7 @@ impl<'h> Driver<'h> {
             }
             EventKind::WalAppended { batch, ok } => {
                 if let Some(requests) = self.batches.on_wal_appended(time, *batch, *ok, report) {
-                    let first = self.log.on_appended(*batch, requests);
+                    let first = self.log.on_appended(requests);
                     self.batches.set_first_position(*batch, first);
                     self.fcw.on_appended(time, requests, report);
                 }
@@ -228,18 +226,7 @@ impl<'h> Driver<'h> {
                 self.queues.on_crash();
                 self.repairs.on_crash();
             }
-            EventKind::Recovered(recovery) => {
-                let log = &recovery.log;
-                let state = recovery.state.as_deref();
-                self.log
-                    .on_recovered(time, log, state, recovery.corruption_reported_from, report);
-                let extends_previous = self.log.model().extends_previous();
-                self.batches.on_recovered(time, log, extends_previous);
-                self.state
-                    .on_recovered(time, log, extends_previous, state, report);
-                self.fcw.on_recovered(log, self.state.replayed());
-                self.reads.on_recovered(time, log, report);
-            }
+            EventKind::Recovered(recovery) => self.on_recovered(time, recovery),
             EventKind::Repair {
                 commit_seq,
                 event_seq,
@@ -334,6 +321,45 @@ impl<'h> Driver<'h> {
                 self.snapshots.on_returned(time, *op, *result, report)
             }
         }
+    }
+
+    /// A recovery: the durable log judges it, and when it keeps the
+    /// previous log as its prefix the batches' recovery credit and the page
+    /// replay ride on the durable log's walk of the new entries (each would
+    /// walk exactly those) instead of walking them again.
+    fn on_recovered(&mut self, time: SimTime, recovery: &'h Recovery) {
+        let log = &recovery.log;
+        let state = recovery.state.as_deref();
+        let corruption_from = recovery.corruption_reported_from;
+        let report = &mut self.report;
+        let base_len = self.log.model().base().len();
+        let mut walk = self.batches.recovery_walk(log.len(), true, &self.owners);
+        let replay_from = self.state.replay_from(log.len(), true);
+        let visited = if walk.from == base_len && replay_from == Some(base_len) {
+            let (batches, replayed, owners) = (&mut self.batches, &mut self.state, &self.owners);
+            self.log
+                .on_recovered(time, log, state, corruption_from, report, |entry| {
+                    batches.credit_recovered(&mut walk, time, entry, owners);
+                    replayed.replay(entry);
+                })
+        } else {
+            self.log
+                .on_recovered(time, log, state, corruption_from, report, |_| {});
+            false
+        };
+        if visited {
+            self.batches
+                .end_recovery_walk(walk, log.len(), &mut self.owners);
+            self.state.end_replay(time, log, state, report);
+        } else {
+            let extends_previous = self.log.model().extends_previous();
+            self.batches
+                .on_recovered(time, log, extends_previous, &mut self.owners);
+            self.state
+                .on_recovered(time, log, extends_previous, state, report);
+        }
+        self.fcw.on_recovered(log, self.state.replayed());
+        self.reads.on_recovered(time, log, report);
     }
 
     fn on_phase(&mut self, time: SimTime, phase: Phase) {

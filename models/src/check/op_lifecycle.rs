@@ -19,10 +19,11 @@
 use crate::history::{
     Call, EventId, OkValue, OpId, Outcome, PageId, ProcessId, SimTime, UnknownReason,
 };
-use crate::id_map::{IdMap, IdSet};
+use crate::id_map::IdSet;
 use crate::violation::{InvariantId, Secs};
 use crate::window_map::WindowMap;
 
+use super::event_owners::EventOwners;
 use super::{liveness, Phases, Report};
 
 /// How an operation ended, as far as D6 and L1 care.
@@ -52,7 +53,6 @@ pub(crate) struct OpLifecycle {
     open: WindowMap<OpRecord>,
     invoked: IdSet,
     completed: IdSet,
-    op_of_event: IdMap<OpId>,
     /// (op, event id, completion time) of every definite failure.
     definite_failures: Vec<(OpId, EventId, SimTime)>,
 }
@@ -64,9 +64,20 @@ impl OpLifecycle {
         op: OpId,
         process: ProcessId,
         call: &Call,
+        owners: &mut EventOwners,
         report: &mut Report,
     ) {
-        if !self.invoked.insert(op) {
+        let first_invoke = self.invoked.insert(op);
+        let (read_page, event_id) = match call {
+            Call::Write { event_id } => (None, *event_id),
+            Call::Read { page } => (Some(*page), None),
+        };
+        let collision = event_id.and_then(|event_id| {
+            owners
+                .claim(event_id, op, first_invoke)
+                .map(|owner| (event_id, owner))
+        });
+        if !first_invoke {
             report.add(
                 InvariantId::D6,
                 time,
@@ -75,24 +86,13 @@ impl OpLifecycle {
             );
             return;
         }
-        let (read_page, event_id) = match call {
-            Call::Write { event_id } => (None, *event_id),
-            Call::Read { page } => (Some(*page), None),
-        };
-        if let Some(event_id) = event_id {
-            let mut fresh = false;
-            let owner = *self.op_of_event.get_or_insert_with(event_id, || {
-                fresh = true;
-                op
-            });
-            if !fresh {
-                report.add(
-                    InvariantId::D7,
-                    time,
-                    vec![owner, op],
-                    format!("event id {event_id} is used by two writes (op {owner} and op {op}): it could be applied twice"),
-                );
-            }
+        if let Some((event_id, owner)) = collision {
+            report.add(
+                InvariantId::D7,
+                time,
+                vec![owner, op],
+                format!("event id {event_id} is used by two writes (op {owner} and op {op}): it could be applied twice"),
+            );
         }
         self.open.insert(
             op,

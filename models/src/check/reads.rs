@@ -60,7 +60,7 @@ fn visible_writes<'m>(model: &'m DurableLog<'_>, seq: CommitSeq) -> Option<&'m [
     }
     let position = usize::try_from(seq.checked_sub(base_len.saturating_add(1))?).ok()?;
     let frame = model.frames().get(position)?;
-    frame.published.map(|_| frame.request.writes.as_slice())
+    frame.published_at.map(|_| frame.request.writes.as_slice())
 }
 
 impl Reads {

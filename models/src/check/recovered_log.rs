@@ -21,9 +21,7 @@
 //! Does not verify: the page state (see `recovered_state`), phases (D5),
 //! serialisability of what was appended (D8 in `first_committer_wins`).
 
-use crate::history::{
-    BatchId, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, SimTime, Verdict,
-};
+use crate::history::{BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, SimTime, Verdict};
 use crate::model::durable_log::{DurableLog, Expected, LogFinding};
 use crate::violation::{InvariantId, Secs};
 
@@ -46,10 +44,10 @@ impl<'h> RecoveredLog<'h> {
     }
 
     /// Append the batch's valid requests; returns the first one's position.
-    pub(crate) fn on_appended(&mut self, batch: BatchId, requests: &'h [BatchRequest]) -> usize {
+    pub(crate) fn on_appended(&mut self, requests: &'h [BatchRequest]) -> usize {
         let first = self.model.frames().len();
         for request in requests.iter().filter(|r| r.verdict == Verdict::Valid) {
-            self.model.append(batch, request);
+            self.model.append(request);
         }
         first
     }
@@ -81,6 +79,9 @@ impl<'h> RecoveredLog<'h> {
         self.last_crash = Some(time);
     }
 
+    /// Check a recovery; `visit` sees the entries past the old base when
+    /// the log cleanly extends it (see [`DurableLog::recover_visiting`]),
+    /// and the return value says whether it did.
     pub(crate) fn on_recovered(
         &mut self,
         time: SimTime,
@@ -88,13 +89,15 @@ impl<'h> RecoveredLog<'h> {
         state: Option<&'h [PageVersion]>,
         corruption_reported_from: Option<CommitSeq>,
         report: &mut Report,
-    ) {
-        for finding in self
-            .model
-            .recover(time, log, state, corruption_reported_from)
-        {
+        visit: impl FnMut(&'h LogEntry),
+    ) -> bool {
+        let (findings, visited) =
+            self.model
+                .recover_visiting(time, log, state, corruption_reported_from, visit);
+        for finding in findings {
             self.explain(time, finding, report);
         }
+        visited
     }
 
     /// The durable log model, as of now.
@@ -147,14 +150,14 @@ impl<'h> RecoveredLog<'h> {
                 let ops = expected.origin().map(|o| o.op).into_iter().collect();
                 let message = match expected {
                     Expected::Frame {
-                        published: Some(publication),
+                        published_at: Some(published_at),
                         ..
                     } => format!(
                         "commit seq {seq} (txn {}) was acknowledged at {} but is missing after {crash}",
                         expected.txn_id(),
-                        Secs(publication.time)
+                        Secs(published_at)
                     ),
-                    Expected::Frame { published: None, .. } => format!(
+                    Expected::Frame { published_at: None, .. } => format!(
                         "commit seq {seq} (txn {}) is missing after {crash}",
                         expected.txn_id()
                     ),

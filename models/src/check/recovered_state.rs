@@ -73,16 +73,42 @@ impl<'h> RecoveredState<'h> {
         state: Option<&[PageVersion]>,
         report: &mut Report,
     ) {
-        let new_entries = match log.get(self.replayed_log.len()..) {
-            Some(suffix) if extends_previous => suffix,
-            _ => {
+        let from = match self.replay_from(log.len(), extends_previous) {
+            Some(from) => from,
+            None => {
                 self.replayed = PageStore::new();
-                log
+                0
             }
         };
-        for entry in new_entries {
-            self.replayed.apply(entry.seq, &entry.writes);
+        for entry in log.get(from..).unwrap_or(&[]) {
+            self.replay(entry);
         }
+        self.end_replay(time, log, state, report);
+    }
+
+    /// Where [`RecoveredState::on_recovered`] resumes replaying a log of
+    /// `log_len` entries; `None` when it starts over from an empty page
+    /// state. (A caller may replay the rest itself, through
+    /// [`RecoveredState::replay`] and [`RecoveredState::end_replay`].)
+    pub(crate) fn replay_from(&self, log_len: usize, extends_previous: bool) -> Option<usize> {
+        let replayed = self.replayed_log.len();
+        (extends_previous && replayed <= log_len).then_some(replayed)
+    }
+
+    /// Replay one recovered entry.
+    #[inline]
+    pub(crate) fn replay(&mut self, entry: &LogEntry) {
+        self.replayed.apply(entry.seq, &entry.writes);
+    }
+
+    /// The replay of `log` is over: check the page `state` it exposed.
+    pub(crate) fn end_replay(
+        &mut self,
+        time: SimTime,
+        log: &'h [LogEntry],
+        state: Option<&[PageVersion]>,
+        report: &mut Report,
+    ) {
         self.replayed_log = log;
         if let Some(state) = state {
             self.check_state(time, log, state, report);

@@ -31,30 +31,21 @@
 
 use std::collections::BTreeMap;
 
+use crate::growth::reserve_ahead;
 use crate::history::{
-    AttemptRef, BatchId, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, PageWrite,
-    SimTime, TxnId,
+    AttemptRef, BatchRequest, CommitSeq, EventId, LogEntry, PageVersion, PageWrite, SimTime, TxnId,
 };
 use crate::id_map::IdSet;
 
-/// One frame appended in the current epoch.
-#[derive(Debug, Clone)]
+/// One frame appended in the current epoch (kept small: an epoch can hold
+/// hundreds of thousands of frames).
+#[derive(Debug, Clone, Copy)]
 pub struct Frame<'h> {
     /// The request it holds.
     pub request: &'h BatchRequest,
-    /// The batch that appended it.
-    pub batch: BatchId,
-    /// Set once its batch published it.
-    pub published: Option<Publication>,
-}
-
-/// When and as what a frame was published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Publication {
-    /// The commit sequence number assigned.
-    pub seq: CommitSeq,
-    /// When.
-    pub time: SimTime,
+    /// When its batch published it, once it did. (The sequence number it
+    /// was published as is checked against its position at publication.)
+    pub published_at: Option<SimTime>,
 }
 
 /// A commit the model expected, for explaining findings.
@@ -73,8 +64,8 @@ pub enum Expected<'h> {
         seq: CommitSeq,
         /// The request.
         request: &'h BatchRequest,
-        /// Its publication, if any.
-        published: Option<Publication>,
+        /// When it was published, if it was.
+        published_at: Option<SimTime>,
     },
 }
 
@@ -184,6 +175,10 @@ pub enum LogFinding<'h> {
 
 type Identity = (TxnId, Option<EventId>);
 
+/// How many recovered entries [`DurableLog::recover_visiting`] checks
+/// before recording them.
+const RECORD_CHUNK: usize = 256;
+
 /// What the last recovery exposed: when, its log, its page state.
 type LastRecovery<'h> = (SimTime, &'h [LogEntry], Option<&'h [PageVersion]>);
 
@@ -273,12 +268,13 @@ impl<'h> DurableLog<'h> {
     }
 
     /// `request` becomes the next frame; returns its position.
-    pub fn append(&mut self, batch: BatchId, request: &'h BatchRequest) -> usize {
+    pub fn append(&mut self, request: &'h BatchRequest) -> usize {
         self.appended_since_recovery = true;
+        let len_needed = self.frames.len() + 1;
+        reserve_ahead(&mut self.frames, len_needed);
         self.frames.push(Frame {
             request,
-            batch,
-            published: None,
+            published_at: None,
         });
         self.frames.len() - 1
     }
@@ -294,10 +290,10 @@ impl<'h> DurableLog<'h> {
         let Some(frame) = self.frames.get_mut(position) else {
             return Vec::new();
         };
-        if frame.published.is_some() {
+        if frame.published_at.is_some() {
             return Vec::new();
         }
-        frame.published = Some(Publication { seq, time });
+        frame.published_at = Some(time);
         let request = frame.request;
         let mut findings = Vec::new();
         if seq != expected {
@@ -330,6 +326,25 @@ impl<'h> DurableLog<'h> {
         state: Option<&'h [PageVersion]>,
         corruption_from: Option<CommitSeq>,
     ) -> Vec<LogFinding<'h>> {
+        self.recover_visiting(time, log, state, corruption_from, |_| {})
+            .0
+    }
+
+    /// [`DurableLog::recover`], and when `log` begins with the base (the
+    /// previous log, entry for entry, numbered 1, 2, 3, …) after appends,
+    /// `visit` is called with each entry past the base, in log order,
+    /// during the one walk that checks and records them. Returns the
+    /// findings and whether `visit` saw those entries, so that a caller
+    /// keeping state derived from the recovered log can bring it up to
+    /// date without walking it again.
+    pub fn recover_visiting(
+        &mut self,
+        time: SimTime,
+        log: &'h [LogEntry],
+        state: Option<&'h [PageVersion]>,
+        corruption_from: Option<CommitSeq>,
+        mut visit: impl FnMut(&'h LogEntry),
+    ) -> (Vec<LogFinding<'h>>, bool) {
         let mut findings = Vec::new();
         if let Some((previous_at, previous_log, previous_state)) = self.last_recovery {
             if !self.appended_since_recovery {
@@ -348,23 +363,70 @@ impl<'h> DurableLog<'h> {
                         previous_at,
                         difference,
                     });
-                    self.start_epoch(time, log, state, false, &mut findings);
+                    self.start_epoch(time, log, false, &mut findings);
                 }
                 self.last_recovery = Some((time, log, state));
-                return findings;
+                return (findings, false);
             }
         }
-        if self.is_clean_extension(log, corruption_from) {
-            // The full diagnosis below would find nothing and keep the base
-            // intact; only the new entries' event ids remain to record.
+        if self.base_kept(log) {
+            // Whatever follows the base, the new epoch keeps it and records
+            // the entries past it: one walk records them and checks that
+            // they are the next frames, each the very commit appended. Only
+            // when they are not does the full diagnosis run (its findings
+            // would be the same after a separate walk: it reads the base and
+            // the frames, not the event ids recorded). It keeps the base
+            // intact too, so the epoch starts the same either way.
             self.extends_previous = true;
-            self.start_epoch(time, log, state, true, &mut findings);
+            let base_len = self.base.len();
+            let new = log.get(base_len..).unwrap_or(&[]);
+            let mut clean = new.len() <= self.frames.len();
+            // A chunk at a time: the check of a chunk is a tight loop whose
+            // cache misses (on the frames' requests) overlap, and recording
+            // it next finds its entries still in cache.
+            for (chunk_index, chunk) in new.chunks(RECORD_CHUNK).enumerate() {
+                let first = chunk_index * RECORD_CHUNK;
+                let frames = self.frames.get(first..).unwrap_or(&[]);
+                clean = clean
+                    && chunk.len() <= frames.len()
+                    && chunk
+                        .iter()
+                        .zip(frames)
+                        .enumerate()
+                        .all(|(offset, (entry, frame))| {
+                            entry.seq == (base_len + first + offset) as u64 + 1
+                                && same_commit(entry, frame.request)
+                        });
+                for entry in chunk {
+                    visit(entry);
+                    self.record_recovered(entry, &mut findings);
+                }
+            }
+            if !(clean && self.lost_frames_excused(new.len(), corruption_from)) {
+                self.diagnose(log, corruption_from, &mut findings);
+            }
+            self.finish_epoch(time, log);
             self.last_recovery = Some((time, log, state));
-            return findings;
+            return (findings, true);
         }
+        let base_intact = self.diagnose(log, corruption_from, &mut findings);
+        self.extends_previous = log.starts_with(self.base);
+        self.start_epoch(time, log, base_intact, &mut findings);
+        self.last_recovery = Some((time, log, state));
+        (findings, false)
+    }
+
+    /// Report what `log` breaks; returns whether every entry of the base is
+    /// found, unchanged, at its sequence number.
+    fn diagnose(
+        &mut self,
+        log: &'h [LogEntry],
+        corruption_from: Option<CommitSeq>,
+        findings: &mut Vec<LogFinding<'h>>,
+    ) -> bool {
         let excused = |seq: CommitSeq| corruption_from.is_some_and(|from| seq >= from);
         self.rejected.catch_up();
-        let ordered = check_numbering(log, &mut findings);
+        let ordered = check_numbering(log, findings);
         let by_seq = SeqLookup::new(log, ordered);
         let mut indexes = LazyIndexes::default();
         let mut base_intact = true;
@@ -380,7 +442,7 @@ impl<'h> DurableLog<'h> {
                 observed.seq,
                 &expected,
                 &mut indexes,
-                &mut findings,
+                findings,
             ) {
                 continue;
             }
@@ -400,13 +462,12 @@ impl<'h> DurableLog<'h> {
             let expected = Expected::Frame {
                 seq,
                 request,
-                published: frame.published,
+                published_at: frame.published_at,
             };
-            if !self.explain_mismatch(by_seq.get(seq), seq, &expected, &mut indexes, &mut findings)
-            {
+            if !self.explain_mismatch(by_seq.get(seq), seq, &expected, &mut indexes, findings) {
                 continue;
             }
-            if frame.published.is_some()
+            if frame.published_at.is_some()
                 && !excused(seq)
                 && !indexes.log_holds(log, request.txn_id, request.event_id, &request.writes)
             {
@@ -420,58 +481,48 @@ impl<'h> DurableLog<'h> {
                 findings.push(self.classify(entry, None, &mut indexes));
             }
         }
-        self.extends_previous = log.starts_with(self.base);
-        self.start_epoch(time, log, state, base_intact, &mut findings);
-        self.last_recovery = Some((time, log, state));
-        findings
+        base_intact
     }
 
-    /// Whether `log` is exactly what a correct recovery exposes: numbered
-    /// 1, 2, 3, …; the base, entry for entry; then a prefix of this epoch's
-    /// frames, each the very commit appended; and every published frame
-    /// beyond that prefix excused by reported corruption. Then the full
-    /// diagnosis of [`DurableLog::recover`] has nothing to report (each of
-    /// its loops finds its expected entry in place, and no entry is
-    /// numbered past the last issued seq), so this one pass over the log
-    /// stands in for it.
-    fn is_clean_extension(&self, log: &[LogEntry], corruption_from: Option<CommitSeq>) -> bool {
-        let base_len = self.base.len();
-        if log.len() < base_len || log.len() - base_len > self.frames.len() {
+    /// Whether `log` begins with the base, entry for entry, numbered 1, 2,
+    /// 3, …
+    ///
+    /// Then, if the entries past it are a prefix of this epoch's frames,
+    /// each numbered in turn and the very commit appended, and every
+    /// published frame beyond that prefix is excused by reported
+    /// corruption (see [`DurableLog::lost_frames_excused`]), the log is
+    /// exactly what a correct recovery exposes: the full diagnosis has
+    /// nothing to report (each of its loops finds its expected entry in
+    /// place, and no entry is numbered past the last issued seq).
+    fn base_kept(&self, log: &[LogEntry]) -> bool {
+        let Some(old) = log.get(..self.base.len()) else {
             return false;
-        }
-        let (old, new) = log.split_at(base_len);
-        let numbered = |index: usize, entry: &LogEntry| entry.seq == index as u64 + 1;
-        let base_kept = old
-            .iter()
+        };
+        old.iter()
             .zip(self.base)
             .enumerate()
-            .all(|(index, (entry, observed))| numbered(index, entry) && entry == observed);
-        let (kept, lost) = self.frames.split_at(new.len());
-        base_kept
-            && new
-                .iter()
-                .zip(kept)
-                .enumerate()
-                .all(|(offset, (entry, frame))| {
-                    numbered(base_len + offset, entry) && same_commit(entry, frame.request)
-                })
-            && lost.iter().enumerate().all(|(offset, frame)| {
-                let seq = self.seq_of_position(new.len() + offset);
-                frame.published.is_none() || corruption_from.is_some_and(|from| seq >= from)
-            })
+            .all(|(index, (entry, observed))| entry.seq == index as u64 + 1 && entry == observed)
     }
 
-    /// Adopt `log` as the new base and record its event ids.
+    /// Whether every published frame past the first `kept` of this epoch
+    /// is excused by reported corruption (from `corruption_from` on).
+    fn lost_frames_excused(&self, kept: usize, corruption_from: Option<CommitSeq>) -> bool {
+        let lost = self.frames.get(kept..).unwrap_or(&[]);
+        lost.iter().enumerate().all(|(offset, frame)| {
+            let seq = self.seq_of_position(kept + offset);
+            frame.published_at.is_none() || corruption_from.is_some_and(|from| seq >= from)
+        })
+    }
+
+    /// Adopt `log` as the new base and record its event ids: only the
+    /// entries past the old base when that is intact, else all of them.
     fn start_epoch(
         &mut self,
         time: SimTime,
         log: &'h [LogEntry],
-        _state: Option<&'h [PageVersion]>,
         base_intact: bool,
         findings: &mut Vec<LogFinding<'h>>,
     ) {
-        // With the old base intact as a prefix, only the new suffix needs
-        // its event ids recorded; otherwise start over from the whole log.
         let new_entries = if base_intact {
             log.get(self.base.len()..).unwrap_or(&[])
         } else {
@@ -479,16 +530,27 @@ impl<'h> DurableLog<'h> {
             log
         };
         for entry in new_entries {
-            if let Some(event_id) = entry.event_id {
-                self.ever_applied.insert(event_id);
-                if !self.base_events.insert(event_id) {
-                    findings.push(LogFinding::EventRecoveredTwice {
-                        event_id,
-                        seq: entry.seq,
-                    });
-                }
+            self.record_recovered(entry, findings);
+        }
+        self.finish_epoch(time, log);
+    }
+
+    /// Record the event id of `entry`, which joins the base.
+    #[inline]
+    fn record_recovered(&mut self, entry: &'h LogEntry, findings: &mut Vec<LogFinding<'h>>) {
+        if let Some(event_id) = entry.event_id {
+            self.ever_applied.insert(event_id);
+            if !self.base_events.insert(event_id) {
+                findings.push(LogFinding::EventRecoveredTwice {
+                    event_id,
+                    seq: entry.seq,
+                });
             }
         }
+    }
+
+    /// `log` is the new base; the epoch starts with no frames.
+    fn finish_epoch(&mut self, time: SimTime, log: &'h [LogEntry]) {
         self.base = log;
         self.base_observed_at = time;
         self.frames.clear();
@@ -745,7 +807,7 @@ mod tests {
         let requests = [request(1, 1, 1), request(2, 2, 2), request(3, 3, 3)];
         let mut model = DurableLog::new();
         for r in &requests {
-            model.append(1, r);
+            model.append(r);
         }
         assert!(model.publish(0, 1, 10).is_empty());
         let log = vec![entry(1, &requests[0]), entry(2, &requests[1])];
@@ -770,12 +832,12 @@ mod tests {
     fn a_recovery_extends_the_previous_log_only_entry_for_entry() {
         let requests = [request(1, 1, 1), request(2, 2, 2), request(3, 3, 3)];
         let mut model = DurableLog::new();
-        model.append(1, &requests[0]);
+        model.append(&requests[0]);
         let first = vec![entry(1, &requests[0])];
         assert!(model.recover(10, &first, None, None).is_empty());
         assert!(model.extends_previous(), "the empty log is a prefix of any");
-        model.append(2, &requests[1]);
-        model.append(2, &requests[2]);
+        model.append(&requests[1]);
+        model.append(&requests[2]);
         model.publish(1, 3, 15);
         let lost = vec![entry(1, &requests[0]), entry(2, &requests[1])];
         assert!(matches!(
@@ -783,7 +845,7 @@ mod tests {
             [LogFinding::MustExistMissing { seq: 3, .. }]
         ));
         assert!(model.extends_previous(), "a finding past the base keeps it");
-        model.append(3, &requests[2]);
+        model.append(&requests[2]);
         let rewritten = vec![entry(1, &requests[1])];
         assert!(!model.recover(30, &rewritten, None, None).is_empty());
         assert!(!model.extends_previous());
@@ -795,7 +857,7 @@ mod tests {
     fn losing_a_published_frame_or_an_observed_commit_is_found() {
         let requests = [request(1, 1, 1), request(2, 2, 2)];
         let mut model = DurableLog::new();
-        model.append(1, &requests[0]);
+        model.append(&requests[0]);
         model.publish(0, 1, 10);
         assert!(matches!(
             model.recover(20, &[], None, None)[..],
@@ -803,10 +865,10 @@ mod tests {
         ));
 
         let mut model = DurableLog::new();
-        model.append(1, &requests[0]);
+        model.append(&requests[0]);
         let first = vec![entry(1, &requests[0])];
         assert!(model.recover(20, &first, None, None).is_empty());
-        model.append(2, &requests[1]);
+        model.append(&requests[1]);
         assert!(matches!(
             model.recover(30, &[], None, None)[..],
             [LogFinding::MustExistMissing {
@@ -828,8 +890,8 @@ mod tests {
         };
         let mut model = DurableLog::new();
         model.note_rejected(&rejected);
-        model.append(1, &requests[0]);
-        model.append(1, &requests[1]);
+        model.append(&requests[0]);
+        model.append(&requests[1]);
         let mut torn = entry(1, &requests[0]);
         torn.writes[0].value = 77;
         let log = vec![torn, entry(2, &rejected), entry(3, &requests[1])];
