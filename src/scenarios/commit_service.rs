@@ -910,14 +910,17 @@ fn history(
         }
     });
     for generation in generations.iter() {
-        batches(
-            generation,
-            &numbers,
-            &submitted,
-            &appended,
-            &append_failed,
-            &mut merger,
-        );
+        generation.commits.with_events(|events| {
+            batches(
+                generation.id,
+                events,
+                &numbers,
+                &submitted,
+                &appended,
+                &append_failed,
+                &mut merger,
+            )
+        });
         permits(generation, &mut merger);
     }
     merger.into_history()
@@ -1052,33 +1055,12 @@ impl BatchNumbers {
     }
 }
 
-/// A coordinator generation's batches, from its `CommitEvent`s, the
-/// server's record of what it submitted under each permit, and the times
-/// of failed appends (a failed append follows its batch's validation in
-/// the coordinator's own order, even when a crash makes both one instant).
+/// Coordinator generation `generation`'s batches, from its recorded
+/// `CommitEvent`s (`events`), the server's record of what it submitted
+/// under each permit, and the times of failed appends (a failed append
+/// follows its batch's validation in the coordinator's own order, even
+/// when a crash makes both one instant).
 fn batches(
-    generation: &Generation,
-    numbers: &BatchNumbers,
-    submitted: &BTreeMap<(u32, u64), Submitted>,
-    appended: &BTreeMap<(u32, u64), Vec<u64>>,
-    append_failed: &BTreeMap<(u32, u64), SimTime>,
-    merger: &mut Merger,
-) {
-    generation.commits.with_events(|events| {
-        batches_of(
-            generation.id,
-            events,
-            numbers,
-            submitted,
-            appended,
-            append_failed,
-            merger,
-        )
-    });
-}
-
-/// [`batches`] over one generation's recorded `events`.
-fn batches_of(
     generation: u32,
     events: &[Recorded<CommitEvent>],
     numbers: &BatchNumbers,
