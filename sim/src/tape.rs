@@ -317,6 +317,14 @@ struct LiveStream {
     values: Vec<u64>,
 }
 
+/// The [`Chooser::recent`] slot of a (site, key) pair: a hash of the site
+/// name's address and the key. Only a hint, so it need not be stable.
+fn recent_slot(site: &Site, key: u64) -> usize {
+    let address = site.name.as_ptr() as u64;
+    let mixed = (address ^ key.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 58) as usize
+}
+
 /// The one chooser through which every fault decision of a run is drawn.
 pub struct Chooser {
     source: Source,
@@ -325,7 +333,14 @@ pub struct Chooser {
     faults_by_kind: BTreeMap<&'static str, u64>,
     /// Stream and position of the latest draw.
     last: (usize, u32),
+    /// A hint per (site, key) hash: the index in `streams` where that
+    /// stream was last found. Checked before it is trusted, so a collision
+    /// only costs the scan it would have cost anyway.
+    recent: [u32; RECENT_SLOTS],
 }
+
+/// Slots of [`Chooser::recent`]: a run has a few dozen streams.
+const RECENT_SLOTS: usize = 64;
 
 impl Chooser {
     /// A chooser drawing fresh values from `seed` (stream 1 of ChaCha8, so
@@ -348,6 +363,7 @@ impl Chooser {
             decisions: 0,
             faults_by_kind: BTreeMap::new(),
             last: (0, 0),
+            recent: [u32::MAX; RECENT_SLOTS],
         }
     }
 
@@ -357,24 +373,36 @@ impl Chooser {
     }
 
     fn stream_index(&mut self, site: &Site, key: u64, label: impl FnOnce() -> String) -> usize {
-        // Few streams per run: a linear scan (pointer compare first) beats a map.
-        if let Some(i) = self.streams.iter().position(|s| {
+        let is_it = |s: &LiveStream| {
             s.key == key && (std::ptr::eq(s.site.name, site.name) || s.site.name == site.name)
-        }) {
-            return i;
-        }
-        let name = if key == 0 {
-            Cow::Borrowed(site.name)
-        } else {
-            Cow::Owned(format!("{}@{}", site.name, label()))
         };
-        self.streams.push(LiveStream {
-            site: *site,
-            key,
-            name,
-            values: Vec::new(),
-        });
-        self.streams.len() - 1
+        // Every message and disk operation draws a few times: the hint
+        // spares most draws the scan below.
+        let slot = recent_slot(site, key);
+        let hinted = self.recent[slot] as usize;
+        if self.streams.get(hinted).is_some_and(is_it) {
+            return hinted;
+        }
+        // Few streams per run: a linear scan (pointer compare first) beats a map.
+        let i = match self.streams.iter().position(is_it) {
+            Some(i) => i,
+            None => {
+                let name = if key == 0 {
+                    Cow::Borrowed(site.name)
+                } else {
+                    Cow::Owned(format!("{}@{}", site.name, label()))
+                };
+                self.streams.push(LiveStream {
+                    site: *site,
+                    key,
+                    name,
+                    values: Vec::new(),
+                });
+                self.streams.len() - 1
+            }
+        };
+        self.recent[slot] = i as u32;
+        i
     }
 
     /// The core draw: a value in `0..bound` (`bound` ≥ 1). In random mode it
@@ -660,6 +688,34 @@ mod tests {
         }
         assert_eq!(fired, replayed);
         assert_eq!(again.tape(), tape);
+    }
+
+    #[test]
+    fn keyed_draws_land_on_their_own_streams_whatever_the_hints() {
+        // More streams than hint slots, drawn interleaved, so hints collide
+        // and go stale: every draw must still land on its own stream.
+        let keys = 3 * RECENT_SLOTS as u64;
+        let mut chooser = Chooser::random(5);
+        for round in 0..4u64 {
+            for key in 1..=keys {
+                let (site, value) = if key % 2 == 0 {
+                    (&DELAY, key * 10 + round)
+                } else {
+                    (&DROP, key)
+                };
+                let drawn = chooser.draw_keyed(site, key, || key.to_string(), u64::MAX, |_| value);
+                assert_eq!(drawn, value);
+                let (name, index) = chooser.last_draw();
+                assert_eq!(name, format!("{}@{key}", site.name));
+                assert_eq!(index as u64, round);
+            }
+        }
+        let tape = chooser.tape();
+        for key in (2..=keys).step_by(2) {
+            let name = format!("{}@{key}", DELAY.name);
+            let values: Vec<u64> = (0..4).map(|i| tape.get(&name, i)).collect();
+            assert_eq!(values, (0..4).map(|r| key * 10 + r).collect::<Vec<_>>());
+        }
     }
 
     #[test]
