@@ -125,6 +125,7 @@ impl Change {
             Change::Write { offset, data } => {
                 let start = *offset as usize;
                 let end = start + data.len();
+                reserve_for(image, end);
                 if start == image.len() {
                     // An append: no zero fill to overwrite.
                     image.extend_from_slice(data);
@@ -135,10 +136,28 @@ impl Change {
                 }
                 image[start..end].copy_from_slice(data);
             }
-            Change::SetLen(len) => image.resize(*len as usize, 0),
+            Change::SetLen(len) => {
+                reserve_for(image, *len as usize);
+                image.resize(*len as usize, 0)
+            }
         }
     }
 }
+
+/// Make room for `image` to reach `len` bytes. Files grow by small appends
+/// (a log's batches) and every copy of an image (the current one, the
+/// durable one, a rewrite's new file) grows from empty: starting at a few
+/// KiB and doubling spares most of the reallocations, each of which copies
+/// the whole image.
+fn reserve_for(image: &mut Vec<u8>, len: usize) {
+    if len > image.capacity() {
+        let target = len.max(MIN_IMAGE_CAPACITY).next_power_of_two();
+        image.reserve_exact(target - image.len());
+    }
+}
+
+/// Smallest capacity a growing file image is given.
+const MIN_IMAGE_CAPACITY: usize = 4096;
 
 #[derive(Debug, Clone, Default)]
 struct Inode {
