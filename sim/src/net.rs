@@ -239,15 +239,24 @@ impl<M: Clone + Send + 'static> Endpoint<M> {
         let now = clock::now();
         let mut st = self.net.state();
         let mailbox = st.mailboxes.entry(to).or_default();
+        // Every copy but the last gets a clone; the last takes the payload.
+        let mut payload = Some(payload);
+        let copies = plan.delays_us.len();
         for (copy, &delay) in plan.delays_us.iter().enumerate() {
             let at = now.plus(Duration::from_micros(delay));
+            let payload = if copy + 1 == copies {
+                payload.take()
+            } else {
+                payload.clone()
+            };
+            let Some(payload) = payload else { break };
             mailbox.queue.insert(
                 (at, msg_id, copy as u8),
                 Pending {
                     from: self.me,
                     msg_id,
                     incarnation,
-                    payload: payload.clone(),
+                    payload,
                 },
             );
         }
