@@ -500,11 +500,11 @@ impl<'c> Sim<'c> {
         self.now += MICROS;
         let outcome = if self.up {
             Outcome::Ok(OkValue::Read {
-                version: self.visible.version(page),
+                version: self.visible.version(page).map(Box::new),
             })
         } else {
             Outcome::Failed {
-                error: "unavailable".to_string(),
+                error: "unavailable".into(),
                 definite: true,
             }
         };
@@ -623,7 +623,7 @@ impl<'c> Sim<'c> {
                 None
             }
             _ => Some(Outcome::Failed {
-                error: "CommitConvergenceError".to_string(),
+                error: "CommitConvergenceError".into(),
                 definite: !any_unknown,
             }),
         };
@@ -828,7 +828,7 @@ impl<'c> Sim<'c> {
                 origin,
                 AttemptResult::Rejected {
                     class,
-                    reason: reason.to_string(),
+                    reason: reason.into(),
                 },
             );
         }

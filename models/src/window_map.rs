@@ -104,7 +104,14 @@ impl<V> WindowMap<V> {
         }
         match self.end() {
             Some(end) if id >= end && id - end <= GAP_MAX => {
-                if !self.sparse.is_empty() {
+                // Sparse entries below the window (stale ones moved out of
+                // its front) stay where they are: only one at or past `end`
+                // can move into the slots the window grows by.
+                if self
+                    .sparse
+                    .last_key_value()
+                    .is_some_and(|(last, _)| *last >= end)
+                {
                     self.extend_to(end, id);
                     return self.fill_slot(self.slots.len() - 1, value);
                 }

@@ -178,11 +178,11 @@ fn arbitrary_event() -> impl Strategy<Value = EventKind> {
     let outcome = prop_oneof![
         (0_u64..6).prop_map(|commit_seq| Outcome::Ok(OkValue::Committed { commit_seq })),
         Just(Outcome::Ok(OkValue::Read {
-            version: Some(PageVersion {
+            version: Some(Box::new(PageVersion {
                 page: 1,
                 commit_seq: 1,
                 value: 0
-            })
+            }))
         })),
         any::<bool>().prop_map(|definite| Outcome::Failed {
             error: "e".into(),

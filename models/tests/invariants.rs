@@ -708,11 +708,11 @@ fn a_correct_history_using_every_event_kind_passes() {
     b.complete(
         3,
         Outcome::Ok(OkValue::Read {
-            version: Some(PageVersion {
+            version: Some(Box::new(PageVersion {
                 page: 2,
                 commit_seq: 2,
                 value: 22,
-            }),
+            })),
         }),
     );
     b.push(EventKind::QueueEnqueued {

@@ -39,7 +39,7 @@ fn ended(b: &mut Builder, iteration: u32, actor: u32, op: LifecycleOp, outcome: 
     b.push(EventKind::LifecycleActorEnded {
         iteration,
         actor,
-        op,
+        op: Box::new(op),
         outcome: Box::new(outcome),
     });
 }
@@ -318,7 +318,7 @@ fn arbitrary_lifecycle_event() -> impl Strategy<Value = EventKind> {
             EventKind::LifecycleActorEnded {
                 iteration,
                 actor,
-                op,
+                op: Box::new(op),
                 outcome: Box::new(outcome),
             }
         }),

@@ -123,7 +123,7 @@ impl Journal {
         self.writes.record(EventKind::Complete {
             op,
             outcome: Outcome::Failed {
-                error: format!("CommitConvergenceError: {error}"),
+                error: format!("CommitConvergenceError: {error}").into(),
                 definite: !unknown,
             },
         });
@@ -255,7 +255,7 @@ async fn writer(
         let outcome = match result {
             Ok(commit_seq) => Outcome::Ok(OkValue::Committed { commit_seq }),
             Err(WriteError::Permanent(rejection)) => Outcome::Failed {
-                error: format!("permanent rejection: {}", rejection.reason),
+                error: format!("permanent rejection: {}", rejection.reason).into(),
                 definite: false,
             },
             // Delivered through the registered error handler (see the

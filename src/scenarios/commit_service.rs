@@ -774,11 +774,11 @@ async fn client(
         let outcome = match result {
             Ok(commit_seq) => Outcome::Ok(OkValue::Committed { commit_seq }),
             Err(WriteError::Convergence(e)) => Outcome::Failed {
-                error: format!("CommitConvergenceError: {e}"),
+                error: format!("CommitConvergenceError: {e}").into(),
                 definite: !maybe_applied,
             },
             Err(WriteError::Permanent(e)) => Outcome::Failed {
-                error: e.reason,
+                error: e.reason.into(),
                 definite: false,
             },
         };
@@ -996,11 +996,11 @@ fn attempts(journal: &Journal, merger: &mut Merger) {
                             AttemptOutcome::Applied => AttemptResult::Unknown,
                             AttemptOutcome::Transient(reason) => AttemptResult::Rejected {
                                 class: RejectionClass::Transient,
-                                reason,
+                                reason: reason.into(),
                             },
                             AttemptOutcome::Permanent(reason) => AttemptResult::Rejected {
                                 class: RejectionClass::Permanent,
-                                reason,
+                                reason: reason.into(),
                             },
                         },
                     };

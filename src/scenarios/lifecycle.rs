@@ -161,7 +161,7 @@ impl Journal {
         self.events.record(EventKind::LifecycleActorEnded {
             iteration: p.iteration,
             actor: p.actor,
-            op: p.op.clone(),
+            op: Box::new(p.op.clone()),
             outcome: Box::new(outcome),
         });
         drop(posted);

@@ -211,7 +211,7 @@ impl Journal {
                 self.complete(
                     failure.id,
                     Outcome::Failed {
-                        error: failure.error.to_string(),
+                        error: failure.error.to_string().into(),
                         definite: !failure.may_have_applied,
                     },
                 );
@@ -430,7 +430,7 @@ async fn produce(
             journal.complete(
                 id,
                 Outcome::Failed {
-                    error: error.to_string(),
+                    error: error.to_string().into(),
                     definite: true,
                 },
             );
@@ -624,7 +624,7 @@ fn history(journal: &Journal) -> (models::History, Vec<Finding>) {
 fn attempt_result(outcome: &CallOutcome, index: usize) -> AttemptResult {
     let rejected = |class, reason: &str| AttemptResult::Rejected {
         class,
-        reason: reason.to_string(),
+        reason: reason.into(),
     };
     match outcome {
         CallOutcome::Ok(receipts) => match receipts.get(index) {

@@ -118,7 +118,7 @@ impl RmwProtocol {
             return (
                 AttemptResult::Rejected {
                     class: RejectionClass::Transient,
-                    reason: reason.clone(),
+                    reason: reason.as_str().into(),
                 },
                 Err(Rejection::Transient { reason }),
             );
@@ -167,16 +167,16 @@ fn learnt_from(response: &CommitResponse) -> AttemptResult {
         },
         CommitResponse::Conflict { reason } => AttemptResult::Rejected {
             class: RejectionClass::Transient,
-            reason: format!("conflict: {reason:?}"),
+            reason: format!("conflict: {reason:?}").into(),
         },
         CommitResponse::Failed { reason } => AttemptResult::Rejected {
             class: RejectionClass::Transient,
-            reason: format!("not applied: {reason}"),
+            reason: format!("not applied: {reason}").into(),
         },
         CommitResponse::Unknown { .. } => AttemptResult::Unknown,
         CommitResponse::Rejected { reason } => AttemptResult::Rejected {
             class: RejectionClass::Permanent,
-            reason: reason.name().to_string(),
+            reason: reason.name().into(),
         },
     }
 }

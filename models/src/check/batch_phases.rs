@@ -388,6 +388,11 @@ impl<'h> BatchPhases<'h> {
         }
     }
 
+    /// Check an acknowledgement of `op` (of `attempt`, or its `Ok`
+    /// outcome) as commit `seq` at `time`. The common case, a publication
+    /// no later than the acknowledgement, reports nothing and stays small;
+    /// the explanations are out of line.
+    #[inline]
     fn check_ack(
         &self,
         time: SimTime,
@@ -396,43 +401,72 @@ impl<'h> BatchPhases<'h> {
         seq: CommitSeq,
         report: &mut Report,
     ) {
-        let what = || match attempt {
-            Some(attempt) => format!("op {op} attempt {attempt}"),
-            None => format!("op {op}"),
-        };
         match self.published_by_op.get(op) {
             Some(&(published_attempt, published_seq, published_at))
                 if published_seq == seq && attempt.is_none_or(|a| a == published_attempt) =>
             {
                 if published_at > time {
-                    report.add(
-                        InvariantId::D5,
-                        time,
-                        vec![op],
-                        format!(
-                            "{} was acknowledged as commit seq {seq} at {}, before its batch was published at {}",
-                            what(),
-                            Secs(time),
-                            Secs(published_at)
-                        ),
-                    );
+                    ack_before_publication(time, op, attempt, seq, published_at, report);
                 }
             }
             _ if self
                 .recovered_by_op
                 .get(op)
                 .is_some_and(|&(recovered_seq, at)| recovered_seq == seq && at <= time) => {}
-            _ => report.add(
-                InvariantId::D5,
-                time,
-                vec![op],
-                format!(
-                    "{} was acknowledged as commit seq {seq}, but no batch published it after a successful fsync and no earlier recovery exposed it",
-                    what()
-                ),
-            ),
+            _ => ack_without_publication(time, op, attempt, seq, report),
         }
     }
+}
+
+/// What an acknowledgement is about, for messages.
+fn acknowledged(op: OpId, attempt: Option<u32>) -> String {
+    match attempt {
+        Some(attempt) => format!("op {op} attempt {attempt}"),
+        None => format!("op {op}"),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn ack_before_publication(
+    time: SimTime,
+    op: OpId,
+    attempt: Option<u32>,
+    seq: CommitSeq,
+    published_at: SimTime,
+    report: &mut Report,
+) {
+    report.add(
+        InvariantId::D5,
+        time,
+        vec![op],
+        format!(
+            "{} was acknowledged as commit seq {seq} at {}, before its batch was published at {}",
+            acknowledged(op, attempt),
+            Secs(time),
+            Secs(published_at)
+        ),
+    );
+}
+
+#[cold]
+#[inline(never)]
+fn ack_without_publication(
+    time: SimTime,
+    op: OpId,
+    attempt: Option<u32>,
+    seq: CommitSeq,
+    report: &mut Report,
+) {
+    report.add(
+        InvariantId::D5,
+        time,
+        vec![op],
+        format!(
+            "{} was acknowledged as commit seq {seq}, but no batch published it after a successful fsync and no earlier recovery exposed it",
+            acknowledged(op, attempt)
+        ),
+    );
 }
 
 #[cfg(test)]

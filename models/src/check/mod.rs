@@ -51,9 +51,14 @@ use crate::violation::{InvariantId, Violation};
 /// operations, message.
 pub fn check(history: &History) -> Vec<Violation> {
     let mut driver = Driver::new();
+    // The latest time is only read when the history is over: a local,
+    // not a field every event loads and stores.
+    let mut end = 0;
     for event in &history.events {
+        end = end.max(event.time);
         driver.observe(event.time, &event.kind);
     }
+    driver.phases.end = end;
     let mut violations = driver.finish();
     violations.sort_by(|a, b| {
         (a.time, a.invariant, &a.ops, &a.message).cmp(&(b.time, b.invariant, &b.ops, &b.message))
@@ -96,7 +101,7 @@ pub(crate) struct Phases {
     pub(crate) heal: Option<(SimTime, SimTime, bool)>,
     /// First quiescence marker's time.
     pub(crate) quiescence: Option<SimTime>,
-    /// Latest time recorded anywhere.
+    /// Latest time recorded anywhere (set when the history is over).
     pub(crate) end: SimTime,
 }
 
@@ -140,7 +145,6 @@ impl<'h> Driver<'h> {
     }
 
     fn observe(&mut self, time: SimTime, kind: &'h EventKind) {
-        self.phases.end = self.phases.end.max(time);
         let report = &mut self.report;
         match kind {
             EventKind::Phase(phase) => self.on_phase(time, *phase),

@@ -78,21 +78,11 @@ impl OpLifecycle {
                 .map(|owner| (event_id, owner))
         });
         if !first_invoke {
-            report.add(
-                InvariantId::D6,
-                time,
-                vec![op],
-                format!("malformed history: op {op} is invoked again (process {process})"),
-            );
+            invoked_again(time, op, process, report);
             return;
         }
         if let Some((event_id, owner)) = collision {
-            report.add(
-                InvariantId::D7,
-                time,
-                vec![owner, op],
-                format!("event id {event_id} is used by two writes (op {owner} and op {op}): it could be applied twice"),
-            );
+            event_id_shared(time, event_id, owner, op, report);
         }
         self.open.insert(
             op,
@@ -115,25 +105,12 @@ impl OpLifecycle {
         report: &mut Report,
     ) -> Option<PageId> {
         let Some(record) = self.open.remove(op) else {
-            let message = if self.completed.contains(op) {
-                format!("op {op} completes twice: a write must end exactly once")
-            } else {
-                format!("malformed history: op {op} completes but was never invoked")
-            };
-            report.add(InvariantId::D6, time, vec![op], message);
+            completion_without_open_op(time, op, self.completed.contains(op), report);
             return None;
         };
         self.completed.insert(op);
         if time < record.invoked_at {
-            report.add(
-                InvariantId::D6,
-                time,
-                vec![op],
-                format!(
-                    "malformed history: op {op} completes before it was invoked at {}",
-                    Secs(record.invoked_at)
-                ),
-            );
+            completion_before_invoke(time, op, record.invoked_at, report);
         }
         let fits = match outcome {
             Outcome::Ok(OkValue::Committed { .. }) => record.read_page.is_none(),
@@ -141,12 +118,7 @@ impl OpLifecycle {
             Outcome::Failed { .. } | Outcome::Unknown(_) => true,
         };
         if !fits {
-            report.add(
-                InvariantId::D6,
-                time,
-                vec![op],
-                format!("malformed history: op {op}'s outcome does not fit its call (a read answered as a write or the reverse)"),
-            );
+            outcome_unfit(time, op, report);
         }
         let ending = match outcome {
             Outcome::Ok(_) => Ending::Ok,
@@ -207,4 +179,65 @@ impl OpLifecycle {
             liveness::judge_unfinished(phases, op, record, report);
         }
     }
+}
+
+// The explanations of the operation records' breaches, out of line: the
+// handlers above run for every operation and almost never report.
+
+#[cold]
+#[inline(never)]
+fn invoked_again(time: SimTime, op: OpId, process: ProcessId, report: &mut Report) {
+    report.add(
+        InvariantId::D6,
+        time,
+        vec![op],
+        format!("malformed history: op {op} is invoked again (process {process})"),
+    );
+}
+
+#[cold]
+#[inline(never)]
+fn event_id_shared(time: SimTime, event_id: EventId, owner: OpId, op: OpId, report: &mut Report) {
+    report.add(
+        InvariantId::D7,
+        time,
+        vec![owner, op],
+        format!("event id {event_id} is used by two writes (op {owner} and op {op}): it could be applied twice"),
+    );
+}
+
+#[cold]
+#[inline(never)]
+fn completion_without_open_op(time: SimTime, op: OpId, completed: bool, report: &mut Report) {
+    let message = if completed {
+        format!("op {op} completes twice: a write must end exactly once")
+    } else {
+        format!("malformed history: op {op} completes but was never invoked")
+    };
+    report.add(InvariantId::D6, time, vec![op], message);
+}
+
+#[cold]
+#[inline(never)]
+fn completion_before_invoke(time: SimTime, op: OpId, invoked_at: SimTime, report: &mut Report) {
+    report.add(
+        InvariantId::D6,
+        time,
+        vec![op],
+        format!(
+            "malformed history: op {op} completes before it was invoked at {}",
+            Secs(invoked_at)
+        ),
+    );
+}
+
+#[cold]
+#[inline(never)]
+fn outcome_unfit(time: SimTime, op: OpId, report: &mut Report) {
+    report.add(
+        InvariantId::D6,
+        time,
+        vec![op],
+        format!("malformed history: op {op}'s outcome does not fit its call (a read answered as a write or the reverse)"),
+    );
 }

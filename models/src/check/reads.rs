@@ -106,7 +106,7 @@ impl Reads {
             None => self.early.entry(seq).or_default().push(EarlyRead {
                 time,
                 op,
-                version: *version,
+                version: **version,
             }),
         }
     }

@@ -342,7 +342,7 @@ pub fn reference_history(seed: u64, iterations: u32) -> History {
                 EventKind::LifecycleActorEnded {
                     iteration,
                     actor: actor as u32,
-                    op,
+                    op: Box::new(op),
                     outcome: Box::new(outcome),
                 },
             );
@@ -364,7 +364,7 @@ pub fn reference_history(seed: u64, iterations: u32) -> History {
         EventKind::LifecycleActorEnded {
             iteration: iterations,
             actor: 0,
-            op: LifecycleOp::Reconcile,
+            op: Box::new(LifecycleOp::Reconcile),
             outcome: Box::new(outcome),
         },
     );
