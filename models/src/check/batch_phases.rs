@@ -406,67 +406,47 @@ impl<'h> BatchPhases<'h> {
                 if published_seq == seq && attempt.is_none_or(|a| a == published_attempt) =>
             {
                 if published_at > time {
-                    ack_before_publication(time, op, attempt, seq, published_at, report);
+                    unbacked_ack(time, op, attempt, seq, Some(published_at), report);
                 }
             }
             _ if self
                 .recovered_by_op
                 .get(op)
                 .is_some_and(|&(recovered_seq, at)| recovered_seq == seq && at <= time) => {}
-            _ => ack_without_publication(time, op, attempt, seq, report),
+            _ => unbacked_ack(time, op, attempt, seq, None, report),
         }
     }
 }
 
-/// What an acknowledgement is about, for messages.
-fn acknowledged(op: OpId, attempt: Option<u32>) -> String {
-    match attempt {
-        Some(attempt) => format!("op {op} attempt {attempt}"),
-        None => format!("op {op}"),
-    }
-}
-
+/// Report an acknowledgement of `op` (of `attempt`, or its `Ok` outcome)
+/// as commit `seq` at `time` that no publication backs: its batch was
+/// published only later (`published_at`), or never and no earlier recovery
+/// exposed the commit (`None`).
 #[cold]
 #[inline(never)]
-fn ack_before_publication(
+fn unbacked_ack(
     time: SimTime,
     op: OpId,
     attempt: Option<u32>,
     seq: CommitSeq,
-    published_at: SimTime,
+    published_at: Option<SimTime>,
     report: &mut Report,
 ) {
-    report.add(
-        InvariantId::D5,
-        time,
-        vec![op],
-        format!(
-            "{} was acknowledged as commit seq {seq} at {}, before its batch was published at {}",
-            acknowledged(op, attempt),
+    let what = match attempt {
+        Some(attempt) => format!("op {op} attempt {attempt}"),
+        None => format!("op {op}"),
+    };
+    let message = match published_at {
+        Some(published_at) => format!(
+            "{what} was acknowledged as commit seq {seq} at {}, before its batch was published at {}",
             Secs(time),
             Secs(published_at)
         ),
-    );
-}
-
-#[cold]
-#[inline(never)]
-fn ack_without_publication(
-    time: SimTime,
-    op: OpId,
-    attempt: Option<u32>,
-    seq: CommitSeq,
-    report: &mut Report,
-) {
-    report.add(
-        InvariantId::D5,
-        time,
-        vec![op],
-        format!(
-            "{} was acknowledged as commit seq {seq}, but no batch published it after a successful fsync and no earlier recovery exposed it",
-            acknowledged(op, attempt)
+        None => format!(
+            "{what} was acknowledged as commit seq {seq}, but no batch published it after a successful fsync and no earlier recovery exposed it"
         ),
-    );
+    };
+    report.add(InvariantId::D5, time, vec![op], message);
 }
 
 #[cfg(test)]
