@@ -373,18 +373,18 @@ impl Chooser {
     }
 
     fn stream_index(&mut self, site: &Site, key: u64, label: impl FnOnce() -> String) -> usize {
-        let is_it = |s: &LiveStream| {
+        let is_this_stream = |s: &LiveStream| {
             s.key == key && (std::ptr::eq(s.site.name, site.name) || s.site.name == site.name)
         };
         // Every message and disk operation draws a few times: the hint
         // spares most draws the scan below.
         let slot = recent_slot(site, key);
         let hinted = self.recent[slot] as usize;
-        if self.streams.get(hinted).is_some_and(is_it) {
+        if self.streams.get(hinted).is_some_and(is_this_stream) {
             return hinted;
         }
         // Few streams per run: a linear scan (pointer compare first) beats a map.
-        let i = match self.streams.iter().position(is_it) {
+        let i = match self.streams.iter().position(is_this_stream) {
             Some(i) => i,
             None => {
                 let name = if key == 0 {
